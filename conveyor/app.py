@@ -1,0 +1,290 @@
+"""Conveyor: the application object that owns a broker, the task registry and the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+from conveyor._portal import Portal
+from conveyor.brokers import DEFAULT_URL, from_url
+from conveyor.brokers.base import Broker, Retention
+from conveyor.errors import ConfigurationError, JobNotFound
+from conveyor.handle import Job
+from conveyor.job import JobRecord
+from conveyor.middleware import Middleware
+from conveyor.retry import Backoff, Policy
+from conveyor.serde import DEFAULT_MAX_PAYLOAD
+from conveyor.task import Seconds, Task, TaskSettings, When, build_record, make_options
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with arguments returns."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    module = fn.__module__
+    if module == "__main__":
+        # A script run directly: use the name a worker would import it by.
+        main = sys.modules["__main__"]
+        spec = getattr(main, "__spec__", None)
+        module = spec.name if spec is not None else Path(getattr(main, "__file__", "main")).stem
+    return f"{module}.{fn.__qualname__}"
+
+
+class Conveyor:
+    """A Conveyor application: ``app = Conveyor()`` uses SQLite in ``./conveyor.db``.
+
+    Args:
+        url: the broker URL; defaults to ``$CONVEYOR_URL`` or ``sqlite:///conveyor.db``.
+        retention: how long finished jobs and their results are kept.
+        max_payload: the largest encoded arguments a job may carry, in bytes.
+        middleware: wrappers around every task execution, outermost first.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        retention: Retention | None = None,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        self.url = url or os.environ.get("CONVEYOR_URL") or DEFAULT_URL
+        self.broker: Broker = from_url(self.url)
+        self.retention = retention or Retention()
+        self.max_payload = max_payload
+        self.middleware: list[Middleware] = list(middleware)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._portal = Portal()
+        self._connect_lock: asyncio.Lock | None = None
+        self._is_connected = False
+
+    def __repr__(self) -> str:
+        return f"<Conveyor {self.url} tasks={len(self.tasks)}>"
+
+    # -- registering tasks ------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 0,
+        backoff: Backoff | None = None,
+        timeout: Seconds | None = None,
+        retry_on: Iterable[type[BaseException]] = (Exception,),
+        no_retry_on: Iterable[type[BaseException]] = (),
+    ) -> TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 0,
+        backoff: Backoff | None = None,
+        timeout: Seconds | None = None,
+        retry_on: Iterable[type[BaseException]] = (Exception,),
+        no_retry_on: Iterable[type[BaseException]] = (),
+    ) -> Any:
+        """Register a function (sync or async) as a task: ``@app.task`` or ``@app.task(...)``.
+
+        Args:
+            name: the name jobs carry; defaults to ``module.function``.
+            queue: the queue its jobs go to.
+            priority: higher runs first within a queue.
+            retries: how many times a failed attempt is retried (attempts = retries + 1).
+            backoff: the wait between retries; exponential with full jitter by default.
+            timeout: seconds one attempt may run before it is stopped and counted as failed.
+            retry_on: exception types that are retried; others fail the job at once.
+            no_retry_on: exception types that are never retried (checked first).
+        """
+        opts = make_options(queue=queue, priority=priority, retries=retries, timeout=timeout)
+        policy = Policy(
+            retries=retries,
+            backoff=backoff or Backoff(),
+            retry_on=tuple(retry_on),
+            no_retry_on=tuple(no_retry_on),
+        )
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            if not callable(func):
+                raise ConfigurationError(f"@app.task needs a function, got {func!r}")
+            settings = TaskSettings(
+                name=name or _default_name(func),
+                queue=queue,
+                priority=priority,
+                timeout=opts.timeout,
+                policy=policy,
+            )
+            existing = self.tasks.get(settings.name)
+            if existing is not None and existing.fn is not func:
+                raise ConfigurationError(
+                    f"two tasks are named {settings.name!r}; give one of them name=..."
+                )
+            task: Task[Any, Any] = Task(self, func, settings)
+            self.tasks[settings.name] = task
+            return task
+
+        return register if fn is None else register(fn)
+
+    # -- enqueueing by name -------------------------------------------------------------
+
+    def _by_name(
+        self,
+        name: str,
+        args: Iterable[Any],
+        kwargs: dict[str, Any] | None,
+        opts: dict[str, Any],
+    ) -> JobRecord:
+        task = self.tasks.get(name)
+        if task is not None:
+            try:
+                task.signature.bind(*args, **(kwargs or {}))
+            except TypeError as exc:
+                raise TypeError(f"cannot enqueue {name}: {exc}") from None
+        return build_record(
+            name,
+            task.settings if task else None,
+            make_options(**opts),
+            args,
+            dict(kwargs or {}),
+            self.max_payload,
+            time.time(),
+        )
+
+    def enqueue(
+        self,
+        name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: Seconds | None = None,
+        eta: When | None = None,
+        key: str | None = None,
+        retries: int | None = None,
+        timeout: Seconds | None = None,
+    ) -> Job[Any]:
+        """Enqueue a job for the task called ``name``, which need not be imported here.
+
+        The options are those of :meth:`Task.options`. When ``name`` is registered in this
+        app, its defaults apply and the arguments are checked against its signature.
+        """
+        opts = dict(
+            queue=queue, priority=priority, delay=delay, eta=eta, key=key,
+            retries=retries, timeout=timeout,
+        )  # fmt: skip
+        return self._submit([self._by_name(name, args, kwargs, opts)])[0]
+
+    async def enqueue_async(
+        self,
+        name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: Seconds | None = None,
+        eta: When | None = None,
+        key: str | None = None,
+        retries: int | None = None,
+        timeout: Seconds | None = None,
+    ) -> Job[Any]:
+        """Async twin of :meth:`enqueue`."""
+        opts = dict(
+            queue=queue, priority=priority, delay=delay, eta=eta, key=key,
+            retries=retries, timeout=timeout,
+        )  # fmt: skip
+        return (await self._submit_async([self._by_name(name, args, kwargs, opts)]))[0]
+
+    # -- the broker, through the portal -------------------------------------------------
+
+    async def _connected(self) -> Broker:
+        """The app's broker, connected once; runs on the portal loop."""
+        if not self._is_connected:
+            if self._connect_lock is None:
+                self._connect_lock = asyncio.Lock()
+            async with self._connect_lock:
+                if not self._is_connected:
+                    await self.broker.connect()
+                    self._is_connected = True
+        return self.broker
+
+    async def _enqueue_here(self, records: list[JobRecord]) -> list[Job[Any]]:
+        broker = await self._connected()
+        return [Job(self, r) for r in await broker.enqueue(records)]
+
+    def _submit(self, records: list[JobRecord]) -> list[Job[Any]]:
+        if not records:
+            return []
+        return self._portal.call(self._enqueue_here(records))
+
+    async def _submit_async(self, records: list[JobRecord]) -> list[Job[Any]]:
+        if not records:
+            return []
+        return await self._portal.call_async(self._enqueue_here(records))
+
+    async def _get_here(self, job_id: str) -> Job[Any]:
+        record = await (await self._connected()).get(job_id)
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return Job(self, record)
+
+    def get_job(self, job_id: str) -> Job[Any]:
+        """The job with this id. Raises JobNotFound."""
+        return self._portal.call(self._get_here(job_id))
+
+    async def get_job_async(self, job_id: str) -> Job[Any]:
+        """Async twin of :meth:`get_job`."""
+        return await self._portal.call_async(self._get_here(job_id))
+
+    async def _cancel_here(self, job_id: str) -> Job[Any]:
+        record = await (await self._connected()).cancel(job_id, time.time())
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return Job(self, record)
+
+    def cancel(self, job_id: str) -> Job[Any]:
+        """Cancel a job: a waiting one at once, a running one at its worker's next heartbeat.
+
+        A finished job is left as it is. Returns the job after the change; raises
+        JobNotFound.
+        """
+        return self._portal.call(self._cancel_here(job_id))
+
+    async def cancel_async(self, job_id: str) -> Job[Any]:
+        """Async twin of :meth:`cancel`."""
+        return await self._portal.call_async(self._cancel_here(job_id))
+
+    async def _close_here(self) -> None:
+        if self._is_connected:
+            self._is_connected = False
+            await self.broker.close()
+
+    def close(self) -> None:
+        """Close the app's broker connection and its portal thread."""
+        self._portal.call(self._close_here())
+        self._portal.close()

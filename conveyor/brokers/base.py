@@ -1,0 +1,210 @@
+"""The broker contract: the atomic, batched operations of the job lifecycle.
+
+Every broker (memory, SQLite, Redis, PostgreSQL) implements :class:`Broker`. Each method is
+one atomic step in the broker itself (one transaction, one Lua script): never a read in
+Python followed by a write. The memory broker is the executable specification and
+``tests/brokers/`` the definition of done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from conveyor.job import ErrorInfo, JobRecord, Status
+
+
+class Lease(msgspec.Struct, frozen=True):
+    """A claim on a running job: the job's id and the fencing token its claim was given."""
+
+    id: str
+    token: int
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A decided end of one attempt, applied by :meth:`Broker.finish` only with a live token.
+
+    ``status`` is ``succeeded`` (with ``result``), ``scheduled`` (a retry at ``eta``, with the
+    ``error`` that caused it), ``failed`` (with ``error``) or ``cancelled``.
+    ``result`` is the JSON-encoded return value.
+    """
+
+    id: str
+    token: int
+    status: Status
+    finished_at: float
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+    eta: float | None = None
+
+
+class HeartbeatReply(msgspec.Struct, frozen=True):
+    """Which of the leases a heartbeat named are lost, and which jobs were asked to cancel."""
+
+    lost: list[str] = msgspec.field(default_factory=list)
+    cancel: list[str] = msgspec.field(default_factory=list)
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker reports about itself with each heartbeat."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: float
+    seen_at: float
+    running: list[str] = msgspec.field(default_factory=list)
+
+
+class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of jobs: newest first, ids strictly below ``before`` (the cursor)."""
+
+    status: Status | None = None
+    queue: str | None = None
+    task: str | None = None
+    before: str | None = None
+    limit: int = 50
+
+
+class Retention(msgspec.Struct, frozen=True, kw_only=True):
+    """How long finished jobs (and their results) are kept, in seconds, per final status."""
+
+    succeeded: float = 86_400.0
+    failed: float = 7 * 86_400.0
+    cancelled: float = 86_400.0
+
+    def for_status(self, status: Status) -> float:
+        """The retention of jobs that ended in ``status``."""
+        return {
+            Status.SUCCEEDED: self.succeeded,
+            Status.FAILED: self.failed,
+            Status.CANCELLED: self.cancelled,
+        }[status]
+
+
+Counts = Mapping[str, Mapping[Status, int]]
+"""Number of jobs per queue, then per status (statuses with no job may be absent)."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Stores jobs and applies every change of the lifecycle atomically.
+
+    A broker object is used from one event loop at a time; :meth:`copy` gives another
+    object on the same store for use on another loop (a worker's, say).
+    """
+
+    url: str
+
+    def copy(self) -> Broker:
+        """A broker on the same store, for use on another event loop or thread."""
+        ...
+
+    async def connect(self) -> None:
+        """Open connections and create what the store needs; raises BrokerUnavailable."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the object may be connected again."""
+        ...
+
+    async def enqueue(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        """Insert a batch atomically; return the stored jobs in the same order.
+
+        A job whose ``key`` matches an unfinished job (scheduled, queued or running) is not
+        inserted: the existing job is returned in its place. Keys are unique among
+        unfinished jobs also under concurrent producers and within one batch.
+        """
+        ...
+
+    async def claim(
+        self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
+    ) -> list[JobRecord]:
+        """Take up to ``limit`` due jobs of ``queues`` for ``worker``.
+
+        Due means status scheduled or queued with ``eta <= now``. Order: highest priority
+        first, then oldest eta. Each claimed job becomes running with ``attempts + 1``, a
+        fresh ``token`` (greater than any before for that job), ``worker``, ``started_at``
+        = now and ``lease_until = now + lease``. Returned in claim order.
+        """
+        ...
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when work may be due in ``queues``, or after ``timeout`` seconds."""
+        ...
+
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
+    ) -> HeartbeatReply:
+        """Extend to ``now + lease`` the leases still held; record the worker as alive.
+
+        Returns the ids whose lease is lost (token no longer current, or not running) and
+        the ids among the held ones that were asked to cancel.
+        """
+        ...
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Apply a batch of outcomes, each only if its token is current and the job running.
+
+        Returns the ids whose outcome was refused (lease lost to another worker).
+        """
+        ...
+
+    async def release(self, leases: Sequence[Lease], now: float) -> None:
+        """Hand running jobs back as queued and due now, without counting the attempt."""
+        ...
+
+    async def recover(self, now: float) -> list[str]:
+        """Put running jobs whose lease expired back to queued, or to failed when their
+        attempts are used up (a crash counts as an attempt). Returns their ids."""
+        ...
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """One job, or None."""
+        ...
+
+    async def counts(self) -> Counts:
+        """Jobs per queue and status."""
+        ...
+
+    async def workers(self, now: float, ttl: float) -> list[WorkerInfo]:
+        """Workers whose last heartbeat is under ``ttl`` seconds old."""
+        ...
+
+    async def cancel(self, job_id: str, now: float) -> JobRecord | None:
+        """Cancel a job: a pending one at once, a running one by flagging it for its worker.
+
+        Returns the job after the change, or None when it does not exist. A finished job
+        is left as it is.
+        """
+        ...
+
+    async def retry_failed(self, ids: Sequence[str] | None, queue: str | None, now: float) -> int:
+        """Redrive failed jobs (the given ones, or all of ``queue``, or all) to queued with
+        their attempts reset. Returns how many moved."""
+        ...
+
+    async def purge(self, status: Status, queue: str | None, ids: Sequence[str] | None) -> int:
+        """Delete jobs in a finished ``status`` (optionally of one queue, or by id)."""
+        ...
+
+    async def prune(self, retention: Retention, now: float, limit: int) -> int:
+        """Delete up to ``limit`` finished jobs older than their retention."""
+        ...
+
+    # Last in the class: a method named ``list`` would shadow the builtin in the
+    # annotations that follow it.
+    async def list(self, where: JobFilter) -> list[JobRecord]:
+        """A page of jobs matching ``where``, newest (highest id) first."""
+        ...
+
+
+def decode_json(data: bytes | str | None) -> Any:
+    """Decode a stored JSON value; None stays None."""
+    if data is None:
+        return None
+    return msgspec.json.decode(data)

@@ -1,0 +1,376 @@
+"""The ``conveyor`` command: run workers, enqueue jobs and inspect or manage them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+
+from conveyor.app import Conveyor
+from conveyor.brokers.base import Broker, JobFilter
+from conveyor.errors import ConfigurationError, ConveyorError, JobNotFound
+from conveyor.job import FINISHED, JobRecord, Status
+
+T = TypeVar("T")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(message)s"
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+def load_app(path: str | None) -> Conveyor:
+    """Import ``module:attribute`` (attribute defaults to ``app``) and return the Conveyor."""
+    path = path or os.environ.get("CONVEYOR_APP")
+    if not path:
+        url = os.environ.get("CONVEYOR_URL")
+        return Conveyor(url)
+    module_name, _, attr = path.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import app module {module_name!r}: {exc}") from exc
+    app = getattr(module, attr or "app", None)
+    if not isinstance(app, Conveyor):
+        raise UsageError(
+            f"{path!r} is not a Conveyor app: module {module_name!r} has no Conveyor "
+            f"attribute {attr or 'app'!r}"
+        )
+    return app
+
+
+def app_for(args: argparse.Namespace) -> Conveyor:
+    """The app a command works on: ``--app``, else ``--url``, else the environment."""
+    if args.url:
+        return Conveyor(args.url)
+    return load_app(args.app)
+
+
+def run_on_broker(app: Conveyor, fn: Callable[[Broker], Awaitable[T]]) -> T:
+    """Connect the app's broker, run ``fn`` on it, close it."""
+
+    async def go() -> T:
+        broker = app.broker.copy()
+        await broker.connect()
+        try:
+            return await fn(broker)
+        finally:
+            await broker.close()
+
+    return asyncio.run(go())
+
+
+def parse_json(text: str, what: str, kind: type) -> Any:
+    """Parse a JSON option, with an error naming the option."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{what} is not valid JSON ({exc.msg} at column {exc.colno}): {text}"
+        ) from None
+    if not isinstance(value, kind):
+        raise UsageError(f"{what} must be a JSON {kind.__name__}, got: {text}")
+    return value
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="milliseconds")
+
+
+def _to_json(record: JobRecord) -> str:
+    return msgspec.json.encode(record).decode()
+
+
+def show_job(record: JobRecord, as_json: bool) -> None:
+    """Print one job in full."""
+    if as_json:
+        print(_to_json(record))
+        return
+    rows = [
+        ("id", record.id),
+        ("task", record.task),
+        (
+            "status",
+            record.status.value + (" (cancel requested)" if record.cancel_requested else ""),
+        ),
+        ("queue", record.queue),
+        ("priority", str(record.priority)),
+        ("attempts", f"{record.attempts}/{record.max_attempts}"),
+        ("args", json.dumps(record.args)),
+        ("kwargs", json.dumps(record.kwargs)),
+        ("key", record.key or "-"),
+        ("created", _when(record.created_at)),
+        ("eta", _when(record.eta)),
+        ("started", _when(record.started_at)),
+        ("finished", _when(record.finished_at)),
+        ("worker", record.worker or "-"),
+    ]
+    if record.status is Status.SUCCEEDED:
+        rows.append(("result", json.dumps(record.result)))
+    if record.error is not None:
+        rows.append(("error", f"{record.error.type}: {record.error.message}"))
+    for name, value in rows:
+        print(f"{name:>9}  {value}")
+    if record.error is not None and record.error.traceback:
+        print()
+        print(record.error.traceback.rstrip())
+
+
+def show_table(records: Sequence[JobRecord], as_json: bool) -> None:
+    """Print jobs one a line."""
+    if as_json:
+        print("[" + ",".join(_to_json(r) for r in records) + "]")
+        return
+    print(f"{'ID':<26}  {'STATUS':<9}  {'QUEUE':<10}  {'ATT':>5}  {'CREATED':<23}  TASK / ERROR")
+    for r in records:
+        err = f"  {r.error.type}: {r.error.message}"[:80] if r.error else ""
+        print(
+            f"{r.id:<26}  {r.status.value:<9}  {r.queue:<10}  {r.attempts:>2}/{r.max_attempts:<2}"
+            f"  {_when(r.created_at):<23}  {r.task}{err}"
+        )
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run a worker, or a supervisor of several worker processes."""
+    from conveyor.supervisor import child_command, supervise
+    from conveyor.worker import Worker, run_worker
+
+    if args.processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {args.processes}")
+    app = load_app(args.target)
+    if args.processes > 1:
+        cut = [a for a in argv if a != "--processes" and not a.startswith("--processes=")]
+        # drop the value that followed --processes
+        if "--processes" in argv:
+            i = list(argv).index("--processes")
+            cut = list(argv[:i]) + list(argv[i + 2 :])
+        return supervise(child_command(cut), args.processes)
+    worker = Worker(
+        app,
+        queues=[q.strip() for q in args.queues.split(",")],
+        concurrency=args.concurrency,
+        lease=args.lease,
+        burst=args.burst,
+        grace=args.grace,
+    )
+    return run_worker(worker)
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    """Enqueue one job by task name and print its id."""
+    app = app_for(args)
+    job = app.enqueue(
+        args.name,
+        args=parse_json(args.args, "--args", list),
+        kwargs=parse_json(args.kwargs, "--kwargs", dict),
+        queue=args.queue,
+        priority=args.priority,
+        delay=args.delay,
+        key=args.key,
+        retries=args.retries,
+    )
+    print(_to_json(job.record) if args.json else job.id)
+    app.close()
+    return 0
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    """Show one job."""
+    record = run_on_broker(app_for(args), lambda b: b.get(args.id))
+    if record is None:
+        raise JobNotFound(f"no job with id {args.id!r}")
+    show_job(record, args.json)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """List jobs, newest first."""
+    where = JobFilter(
+        status=Status(args.status) if args.status else None,
+        queue=args.queue,
+        task=args.task,
+        limit=args.limit,
+    )
+    show_table(run_on_broker(app_for(args), lambda b: b.list(where)), args.json)
+    return 0
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    """Show how many jobs each queue holds, per status."""
+    counts = run_on_broker(app_for(args), lambda b: b.counts())
+    if args.json:
+        print(json.dumps({q: {s.value: n for s, n in c.items()} for q, c in counts.items()}))
+        return 0
+    statuses = list(Status)
+    print(f"{'QUEUE':<16}" + "".join(f"{s.value:>11}" for s in statuses))
+    for queue in sorted(counts):
+        print(f"{queue:<16}" + "".join(f"{counts[queue].get(s, 0):>11}" for s in statuses))
+    if not counts:
+        print("(no jobs)")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel one job."""
+    record = run_on_broker(app_for(args), lambda b: b.cancel(args.id, time.time()))
+    if record is None:
+        raise JobNotFound(f"no job with id {args.id!r}")
+    if record.status in FINISHED and record.status is not Status.CANCELLED:
+        print(f"job {record.id} already {record.status.value}; nothing to cancel")
+    elif record.cancel_requested:
+        print(f"job {record.id} is running; its worker will cancel it at its next heartbeat")
+    else:
+        print(f"job {record.id} cancelled")
+    return 0
+
+
+def cmd_failed(args: argparse.Namespace) -> int:
+    """The dead-letter queue: list, retry (redrive) or purge failed jobs."""
+    app = app_for(args)
+    ids = args.ids or None
+    if args.action == "list":
+        where = JobFilter(status=Status.FAILED, queue=args.queue, limit=args.limit)
+        show_table(run_on_broker(app, lambda b: b.list(where)), args.json)
+        return 0
+    if ids is None and not args.all and args.queue is None:
+        raise UsageError(f"failed {args.action}: name job ids, or --queue Q, or --all")
+    if args.action == "retry":
+        n = run_on_broker(app, lambda b: b.retry_failed(ids, args.queue, time.time()))
+        print(f"{n} failed jobs queued again")
+    else:
+        n = run_on_broker(app, lambda b: b.purge(Status.FAILED, args.queue, ids))
+        print(f"{n} failed jobs deleted")
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    p.add_argument("-A", "--app", help="the app as module:attribute (or $CONVEYOR_APP)")
+    p.add_argument("-u", "--url", help="a broker URL instead of an app (or $CONVEYOR_URL)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="conveyor", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--log-file", help="append logs to this file instead of stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    w = sub.add_parser("worker", help="run a worker")
+    w.add_argument("target", nargs="?", help="the app as module:attribute (or $CONVEYOR_APP)")
+    w.add_argument("-Q", "--queues", default="default", help="comma-separated queues")
+    w.add_argument("-c", "--concurrency", type=int, default=10, help="jobs at once per process")
+    w.add_argument("-p", "--processes", type=int, default=1, help="worker processes")
+    w.add_argument("--burst", action="store_true", help="exit when no due job is left")
+    w.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
+    w.add_argument("--grace", type=float, default=30.0, help="shutdown grace seconds")
+    w.add_argument("--log-level", dest="worker_log_level", help=argparse.SUPPRESS)
+    w.add_argument("--log-file", dest="worker_log_file", help="append logs to this file")
+
+    e = sub.add_parser("enqueue", help="enqueue a job by task name")
+    e.add_argument("name", help="the task's registered name, e.g. tasks.send_email")
+    e.add_argument("--args", default="[]", help="positional arguments as a JSON list")
+    e.add_argument("--kwargs", default="{}", help="keyword arguments as a JSON object")
+    e.add_argument("--queue")
+    e.add_argument("--priority", type=int)
+    e.add_argument("--delay", type=float, help="seconds before it is due")
+    e.add_argument("--key", help="uniqueness key")
+    e.add_argument("--retries", type=int)
+    _common(e)
+
+    j = sub.add_parser("job", help="show one job")
+    j.add_argument("id")
+    _common(j)
+
+    js = sub.add_parser("jobs", help="list jobs, newest first")
+    js.add_argument("--status", choices=[s.value for s in Status])
+    js.add_argument("--queue")
+    js.add_argument("--task")
+    js.add_argument("--limit", type=int, default=50)
+    _common(js)
+
+    q = sub.add_parser("queues", help="jobs per queue and status")
+    _common(q)
+
+    c = sub.add_parser("cancel", help="cancel a job")
+    c.add_argument("id")
+    _common(c, json_flag=False)
+
+    f = sub.add_parser("failed", help="the dead-letter queue: list, retry or purge failed jobs")
+    f.add_argument("action", choices=["list", "retry", "purge"])
+    f.add_argument("ids", nargs="*", help="job ids (retry/purge)")
+    f.add_argument("--queue")
+    f.add_argument("--all", action="store_true", help="every failed job (retry/purge)")
+    f.add_argument("--limit", type=int, default=50)
+    _common(f)
+    return parser
+
+
+def _setup_logging(level: str, path: str | None) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    try:
+        root.setLevel(level.upper())
+    except ValueError:
+        raise UsageError(
+            f"unknown --log-level {level!r}; use DEBUG, INFO, WARNING or ERROR"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``conveyor`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "enqueue": cmd_enqueue,
+        "job": cmd_job,
+        "jobs": cmd_jobs,
+        "queues": cmd_queues,
+        "cancel": cmd_cancel,
+        "failed": cmd_failed,
+    }
+    try:
+        if args.command == "worker":
+            _setup_logging(
+                args.worker_log_level or args.log_level, args.worker_log_file or args.log_file
+            )
+            return cmd_worker(args, argv)
+        _setup_logging(args.log_level, args.log_file)
+        return commands[args.command](args)
+    except UsageError as exc:
+        print(f"conveyor: error: {exc}", file=sys.stderr)
+        return 2
+    except (ConveyorError, ConfigurationError, TypeError, ValueError) as exc:
+        print(f"conveyor: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"conveyor: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,263 @@
+"""Tasks: ``@app.task`` turns a function into a Task you can enqueue, typed by its signature."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import msgspec
+
+from conveyor import serde
+from conveyor.errors import ConfigurationError
+from conveyor.handle import Job
+from conveyor.job import JobRecord, initial_status, new_id
+from conveyor.retry import Policy
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Seconds = float | dt.timedelta
+When = float | dt.datetime
+
+
+class Call:
+    """The arguments of one job for :meth:`Task.enqueue_many`: ``Call("a", width=2)``."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"Call({', '.join(parts)})"
+
+
+class Options(msgspec.Struct, frozen=True, kw_only=True):
+    """Per-enqueue overrides; None means "the task's default"."""
+
+    queue: str | None = None
+    priority: int | None = None
+    delay: float | None = None
+    eta: float | None = None
+    key: str | None = None
+    retries: int | None = None
+    timeout: float | None = None
+
+
+def _seconds(value: Seconds | None, what: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    if not seconds >= 0:  # also refuses NaN
+        raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _epoch(value: When | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ConfigurationError(f"eta must be timezone-aware, got naive {value!r}")
+        return value.timestamp()
+    return float(value)
+
+
+def make_options(
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    delay: Seconds | None = None,
+    eta: When | None = None,
+    key: str | None = None,
+    retries: int | None = None,
+    timeout: Seconds | None = None,
+) -> Options:
+    """Validate enqueue options into an :class:`Options`; raises ConfigurationError."""
+    if delay is not None and eta is not None:
+        raise ConfigurationError("give either delay or eta, not both")
+    if queue is not None and not queue:
+        raise ConfigurationError("queue name must not be empty")
+    if retries is not None and retries < 0:
+        raise ConfigurationError(f"retries must be >= 0, got {retries}")
+    if key is not None and not isinstance(key, str):
+        raise ConfigurationError(f"key must be a str, got {type(key).__name__}")
+    if priority is not None and not isinstance(priority, int):
+        raise ConfigurationError(f"priority must be an int, got {type(priority).__name__}")
+    return Options(
+        queue=queue,
+        priority=priority,
+        delay=_seconds(delay, "delay"),
+        eta=_epoch(eta),
+        key=key,
+        retries=retries,
+        timeout=_seconds(timeout, "timeout"),
+    )
+
+
+class TaskSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """A task's defaults, set by ``@app.task(...)``."""
+
+    name: str
+    queue: str = "default"
+    priority: int = 0
+    timeout: float | None = None
+    policy: Policy = Policy()
+
+
+def build_record(  # noqa: PLR0917
+    name: str,
+    settings: TaskSettings | None,
+    opts: Options,
+    args: Iterable[Any],
+    kwargs: dict[str, Any],
+    max_payload: int,
+    now: float,
+) -> JobRecord:
+    """A new job record; validates that the arguments are JSON and under the size limit."""
+    args = list(args)
+    serde.encode_payload(name, args, kwargs, max_payload)
+    queue = opts.queue or (settings.queue if settings else "default")
+    retries = (
+        opts.retries if opts.retries is not None else (settings.policy.retries if settings else 0)
+    )
+    eta = opts.eta if opts.eta is not None else now + (opts.delay or 0.0)
+    return JobRecord(
+        id=new_id(),
+        task=name,
+        queue=queue,
+        args=args,
+        kwargs=kwargs,
+        status=initial_status(eta, now),
+        priority=opts.priority
+        if opts.priority is not None
+        else (settings.priority if settings else 0),
+        max_attempts=retries + 1,
+        eta=eta,
+        timeout=opts.timeout
+        if opts.timeout is not None
+        else (settings.timeout if settings else None),
+        key=opts.key,
+        created_at=now,
+    )
+
+
+class Dispatch(Generic[P, R]):
+    """A task with enqueue options bound: what :meth:`Task.options` returns."""
+
+    __slots__ = ("_opts", "_task")
+
+    def __init__(self, task: Task[P, R], opts: Options) -> None:
+        self._task = task
+        self._opts = opts
+
+    def _record(self, args: Iterable[Any], kwargs: dict[str, Any], now: float) -> JobRecord:
+        task = self._task
+        try:
+            task.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"cannot enqueue {task.name}: {exc}") from None
+        return build_record(
+            task.name, task.settings, self._opts, args, kwargs, task.app.max_payload, now
+        )
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Enqueue one job; returns at once with its handle."""
+        record = self._record(args, kwargs, time.time())
+        return self._task.app._submit([record])[0]
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Async twin of :meth:`enqueue`."""
+        record = self._record(args, kwargs, time.time())
+        return (await self._task.app._submit_async([record]))[0]
+
+    def enqueue_many(self, calls: Iterable[Call]) -> list[Job[R]]:
+        """Enqueue one job per :class:`Call` in one broker round trip, atomically."""
+        now = time.time()
+        records = [self._record(c.args, c.kwargs, now) for c in calls]
+        return self._task.app._submit(records)
+
+    async def enqueue_many_async(self, calls: Iterable[Call]) -> list[Job[R]]:
+        """Async twin of :meth:`enqueue_many`."""
+        now = time.time()
+        records = [self._record(c.args, c.kwargs, now) for c in calls]
+        return await self._task.app._submit_async(records)
+
+
+class Task(Generic[P, R]):
+    """A registered task. Call it to run the function here; enqueue it to run it on a worker."""
+
+    def __init__(self, app: Conveyor, fn: Callable[P, Any], settings: TaskSettings) -> None:
+        self.app = app
+        self.fn = fn
+        self.settings = settings
+        self.name = settings.name
+        self.signature = inspect.signature(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._plain = Dispatch(self, Options())
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.settings.queue}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Run the function in this process, as a plain call (a coroutine for async tasks)."""
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: Seconds | None = None,
+        eta: When | None = None,
+        key: str | None = None,
+        retries: int | None = None,
+        timeout: Seconds | None = None,
+    ) -> Dispatch[P, R]:
+        """Override the task's defaults for the next enqueue: ``task.options(delay=30)``.
+
+        Args:
+            queue: the queue to put the job in.
+            priority: higher runs first within a queue.
+            delay: seconds (or a timedelta) to wait before the job is due.
+            eta: when the job is due (Unix time or an aware datetime); not with ``delay``.
+            key: uniqueness key; while a job with this key is unfinished, enqueue returns it.
+            retries: retries after the first attempt.
+            timeout: seconds one attempt may run.
+        """
+        opts = make_options(
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            eta=eta,
+            key=key,
+            retries=retries,
+            timeout=timeout,
+        )
+        return Dispatch(self, opts)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Enqueue one job with the task's defaults; returns at once with its handle."""
+        return self._plain.enqueue(*args, **kwargs)
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Async twin of :meth:`enqueue`."""
+        return await self._plain.enqueue_async(*args, **kwargs)
+
+    def enqueue_many(self, calls: Iterable[Call]) -> list[Job[R]]:
+        """Enqueue one job per :class:`Call` in one broker round trip."""
+        return self._plain.enqueue_many(calls)
+
+    async def enqueue_many_async(self, calls: Iterable[Call]) -> list[Job[R]]:
+        """Async twin of :meth:`enqueue_many`."""
+        return await self._plain.enqueue_many_async(calls)

@@ -1,0 +1,413 @@
+"""The worker: one task group of a batch claimer, job runners, an outcome flusher, a heartbeat
+and a sweeper, with graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from conveyor.app import Conveyor
+from conveyor.brokers.base import Lease, Outcome, WorkerInfo
+from conveyor.errors import ConfigurationError
+from conveyor.execute import SyncRunner, execute
+from conveyor.job import JobRecord, Status
+
+log = logging.getLogger("conveyor.worker")
+
+EXIT_OK = 0
+EXIT_RESTART = 3  # a sync task would not stop: the supervisor should replace this process
+
+
+class _Running:
+    __slots__ = ("job", "reason", "started", "task")
+
+    def __init__(self, job: JobRecord) -> None:
+        self.job = job
+        self.task: asyncio.Task[None] | None = None
+        self.reason = ""  # why we cancelled it: "cancel", "lost" or "shutdown"
+        self.started = time.perf_counter()
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    """Wait until the first of ``aws`` completes; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+class Worker:
+    """Claims jobs from ``queues`` and runs up to ``concurrency`` of them at once.
+
+    Args:
+        app: the application whose tasks and broker the worker uses.
+        queues: the queues to consume, in no particular order (priority decides).
+        concurrency: jobs run at once; sync tasks get as many threads.
+        lease: seconds a claim lasts without a heartbeat (renewed every third of it).
+        burst: return once no due job is left and nothing runs.
+        grace: seconds running jobs get to finish on shutdown before they are handed back.
+        poll: the longest idle wait before claiming again (the broker wakes it sooner).
+    """
+
+    def __init__(
+        self,
+        app: Conveyor,
+        *,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 10,
+        lease: float = 30.0,
+        burst: bool = False,
+        grace: float = 30.0,
+        poll: float = 1.0,
+        name: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+        if lease < 0.3:
+            raise ConfigurationError(f"lease must be at least 0.3 seconds, got {lease}")
+        if not queues or not all(queues):
+            raise ConfigurationError(f"queues must be non-empty names, got {list(queues)!r}")
+        self.app = app
+        self.queues = list(dict.fromkeys(queues))
+        self.concurrency = concurrency
+        self.lease = lease
+        self.burst = burst
+        self.grace = grace
+        self.poll = poll
+        host = socket.gethostname()
+        self.id = name or f"{host}.{os.getpid()}.{os.urandom(2).hex()}"
+        self.broker = app.broker.copy()
+        self.exit_code = EXIT_OK
+        self.stats = {"succeeded": 0, "failed": 0, "retried": 0, "cancelled": 0}
+        self._host = host
+        self._started_at = time.time()
+        self._running: dict[str, _Running] = {}
+        self._outcomes: list[Outcome] = []
+        self._to_release: list[Lease] = []
+        self._last_claim = time.monotonic()
+        self._sync = SyncRunner(concurrency)
+        self._closing = False
+        # Created in run(), on the worker's own loop.
+        self._stopping: asyncio.Event
+        self._killed: asyncio.Event
+        self._capacity: asyncio.Event
+        self._outcome_ready: asyncio.Event
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- control, callable from any thread or a signal handler --------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get ``grace`` seconds, then are handed back."""
+        self._call(self._stopping.set)
+
+    def kill(self) -> None:
+        """Stop now: running jobs are interrupted and handed back at once."""
+
+        def now() -> None:
+            self._stopping.set()
+            self._killed.set()
+
+        self._call(now)
+
+    def _call(self, fn: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
+    # -- the loops ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Work until stopped (or, with ``burst``, until idle); returns the exit code."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._killed = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._outcome_ready = asyncio.Event()
+        await self.broker.connect()
+        log.info(
+            "worker %s started: queues=%s concurrency=%d lease=%ss broker=%s tasks=%d",
+            self.id, ",".join(self.queues), self.concurrency, self.lease,
+            self.app.url, len(self.app.tasks),
+        )  # fmt: skip
+        try:
+            async with asyncio.TaskGroup() as tg:
+                chores = [
+                    tg.create_task(self._heartbeat_loop()),
+                    tg.create_task(self._sweep_loop()),
+                ]
+                flusher = tg.create_task(self._flush_loop())
+                await self._claim_loop(tg)
+                await self._drain()
+                self._closing = True
+                self._outcome_ready.set()
+                await flusher
+                for chore in chores:
+                    chore.cancel()
+        finally:
+            await self._release_leftovers()
+            await self.broker.close()
+            self._sync.shutdown()
+        log.info(
+            "worker %s stopped: %s", self.id, " ".join(f"{k}={v}" for k, v in self.stats.items())
+        )
+        return self.exit_code
+
+    async def _claim_loop(self, tg: asyncio.TaskGroup) -> None:
+        pause = 0.1
+        while not self._stopping.is_set():
+            if self._sync.stuck:
+                log.critical(
+                    "worker %s has a task thread that will not stop; exiting so that a fresh "
+                    "process replaces it",
+                    self.id,
+                )
+                self.exit_code = EXIT_RESTART
+                break
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._capacity.clear()
+                await _first(self._capacity.wait(), self._stopping.wait())
+                continue
+            try:
+                jobs = await self.broker.claim(self.queues, self.id, free, self.lease, time.time())
+            except Exception as exc:  # the broker is down: back off and try again
+                log.error(
+                    "claim failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, pause
+                )
+                await _first(asyncio.sleep(pause), self._stopping.wait())
+                pause = min(pause * 2, 5.0)
+                continue
+            pause = 0.1
+            self._last_claim = time.monotonic()
+            for job in jobs:
+                entry = _Running(job)
+                self._running[job.id] = entry
+                entry.task = tg.create_task(self._run_one(entry))
+            if len(jobs) == free:
+                continue
+            if not jobs and self.burst and not self._running:
+                log.info("worker %s: no due jobs left, burst done", self.id)
+                break
+            await _first(self.broker.wait(self.queues, self.poll), self._stopping.wait())
+
+    async def _run_one(self, entry: _Running) -> None:
+        job = entry.job
+        outcome: Outcome | None = None
+        try:
+            outcome = await execute(
+                job, self.app.tasks, worker=self.id, middleware=self.app.middleware, sync=self._sync
+            )
+        except asyncio.CancelledError:
+            if entry.reason == "cancel":
+                outcome = Outcome(
+                    id=job.id, token=job.token, status=Status.CANCELLED, finished_at=time.time()
+                )
+            elif entry.reason == "shutdown":
+                self._to_release.append(Lease(job.id, job.token))
+            elif entry.reason != "lost":
+                raise
+        finally:
+            del self._running[job.id]
+            self._capacity.set()
+        if outcome is not None:
+            self._log_outcome(job, outcome, time.perf_counter() - entry.started)
+            self._outcomes.append(outcome)
+            self._outcome_ready.set()
+
+    def _log_outcome(self, job: JobRecord, out: Outcome, took: float) -> None:
+        what = f"job {job.id} {job.task}"
+        tries = f"attempt {job.attempts}/{job.max_attempts}"
+        err = out.error
+        if out.status is Status.SUCCEEDED:
+            self.stats["succeeded"] += 1
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s succeeded in %s (%s)", what, _ms(took), tries)
+        elif out.status in (Status.SCHEDULED, Status.QUEUED):
+            self.stats["retried"] += 1
+            delay = max((out.eta or out.finished_at) - out.finished_at, 0.0)
+            log.warning(
+                "%s failed (%s): %s: %s; retry in %s",
+                what, tries, err and err.type, err and err.message, _ms(delay),
+            )  # fmt: skip
+        elif out.status is Status.FAILED:
+            self.stats["failed"] += 1
+            log.error(
+                "%s failed for good (%s): %s: %s",
+                what, tries, err and err.type, err and err.message,
+            )  # fmt: skip
+        else:
+            self.stats["cancelled"] += 1
+            log.info("%s cancelled while running", what)
+
+    async def _flush_loop(self) -> None:
+        pause = 0.1
+        while True:
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
+            batch, self._outcomes = self._outcomes, []
+            if batch:
+                try:
+                    refused = await self.broker.finish(batch)
+                except Exception as exc:
+                    if self._killed.is_set():
+                        log.error("dropping %d outcomes on kill: %s", len(batch), exc)
+                        return
+                    log.error("recording %d outcomes failed (%s); retrying", len(batch), exc)
+                    self._outcomes[:0] = batch
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+                    self._outcome_ready.set()
+                    continue
+                pause = 0.1
+                for job_id in refused:
+                    log.warning(
+                        "outcome of job %s refused: its lease passed to another worker", job_id
+                    )
+            if self._closing and not self._outcomes:
+                return
+
+    def _info(self, now: float) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.id,
+            hostname=self._host,
+            pid=os.getpid(),
+            queues=self.queues,
+            concurrency=self.concurrency,
+            started_at=self._started_at,
+            seen_at=now,
+            running=list(self._running),
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            now = time.time()
+            leases = [Lease(e.job.id, e.job.token) for e in self._running.values()]
+            try:
+                reply = await self.broker.heartbeat(self._info(now), leases, self.lease, now)
+            except Exception as exc:
+                log.error("heartbeat failed (%s: %s)", type(exc).__name__, exc)
+            else:
+                for job_id, reason in [(i, "lost") for i in reply.lost] + [
+                    (i, "cancel") for i in reply.cancel
+                ]:
+                    entry = self._running.get(job_id)
+                    if entry is not None and entry.task is not None and not entry.reason:
+                        if reason == "lost":
+                            log.warning("job %s: lease lost to another worker; stopping it", job_id)
+                        entry.reason = reason
+                        entry.task.cancel()
+            await asyncio.sleep(self.lease / 3)
+
+    async def _sweep_loop(self) -> None:
+        last_prune = 0.0
+        while True:
+            now = time.time()
+            try:
+                for job_id in await self.broker.recover(now):
+                    log.warning("job %s: its worker's lease expired; recovered", job_id)
+                if now - last_prune > 60:
+                    last_prune = now
+                    while await self.broker.prune(self.app.retention, now, 1000) == 1000:
+                        pass
+            except Exception as exc:
+                log.error("sweep failed (%s: %s)", type(exc).__name__, exc)
+            idle = time.monotonic() - self._last_claim
+            if idle > max(60.0, 10 * self.poll) and not self._stopping.is_set():
+                log.critical(
+                    "worker %s has not tried to claim for %.0fs although it is free to: "
+                    "is the broker reachable?",
+                    self.id, idle,
+                )  # fmt: skip
+            await asyncio.sleep(min(self.lease / 2, 5.0))
+
+    async def _drain(self) -> None:
+        if self._running and not self._killed.is_set():
+            log.info(
+                "worker %s stopping: waiting up to %ss for %d running jobs",
+                self.id, self.grace, len(self._running),
+            )  # fmt: skip
+            deadline = time.monotonic() + self.grace
+            while self._running and not self._killed.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._capacity.clear()
+                await _first(self._capacity.wait(), self._killed.wait(), asyncio.sleep(left))
+        for entry in list(self._running.values()):
+            if entry.task is not None and not entry.reason:
+                entry.reason = "shutdown"
+                entry.task.cancel()
+        while self._running:
+            self._capacity.clear()
+            await self._capacity.wait()
+
+    async def _release_leftovers(self) -> None:
+        if not self._to_release:
+            return
+        leases, self._to_release = self._to_release, []
+        try:
+            await self.broker.release(leases, time.time())
+            log.info("handed back %d unfinished jobs", len(leases))
+        except Exception as exc:
+            log.error(
+                "could not hand back %d jobs (%s); their leases will expire", len(leases), exc
+            )
+
+
+def run_worker(worker: Worker) -> int:
+    """Run ``worker`` on a fresh event loop (uvloop when installed) with signal handling.
+
+    SIGTERM or a first Ctrl-C stop it gracefully; a second Ctrl-C stops it now.
+    """
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        presses = 0
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses == 1:
+                log.warning("stopping gracefully (Ctrl-C again to stop now)")
+                worker.stop()
+            else:
+                log.warning("stopping now")
+                worker.kill()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, worker.stop)
+        return await worker.run()
+
+    try:
+        import uvloop
+    except ImportError:
+        code = asyncio.run(main())
+    else:
+        code = uvloop.run(main())
+    if any(t.name.startswith("conveyor-task") and t.is_alive() for t in threading.enumerate()):
+        # A sync task that ignores interrupts would keep the interpreter alive forever.
+        logging.shutdown()
+        os._exit(code)
+    return code
