@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -23,8 +23,16 @@ class Context(msgspec.Struct, kw_only=True):
     worker: str
 
 
-Middleware = Callable[[Context, CallNext], Awaitable[Any]]
-"""``async def mw(ctx, call_next): ...; return await call_next()``"""
+class Middleware(Protocol):
+    """A wrapper around every task execution: ``async def mw(ctx, call_next)``.
+
+    It sees the job in ``ctx`` and returns ``await call_next()`` (the task's result), or
+    raises; the first middleware of an app is the outermost.
+    """
+
+    def __call__(self, ctx: Context, call_next: CallNext, /) -> Awaitable[Any]:
+        """Run the rest of the chain (and the task) and return its result."""
+        ...
 
 
 def compose(middleware: Sequence[Middleware], ctx: Context, call: CallNext) -> CallNext:

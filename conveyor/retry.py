@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -24,14 +25,21 @@ class Backoff(msgspec.Struct, frozen=True):
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.max < 0 or self.factor < 1:
-            raise ValueError(f"Backoff needs base >= 0, max >= 0 and factor >= 1, got {self!r}")
+        finite = all(math.isfinite(v) for v in (self.base, self.factor, self.max))
+        if not finite or self.base < 0 or self.max < 0 or self.factor < 1:
+            raise ValueError(
+                f"Backoff needs finite base >= 0, max >= 0 and factor >= 1, got {self!r}"
+            )
 
     def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         exponent = max(retry - 1, 0)
-        # Clamp the exponent so a huge retry count cannot overflow the float.
-        cap = min(self.max, self.base * self.factor ** min(exponent, 1000))
+        if self.base == 0:
+            return 0.0
+        try:
+            cap = min(self.max, self.base * self.factor**exponent)
+        except OverflowError:  # a huge retry count: the cap applies
+            cap = self.max
         return rand() * cap if self.jitter else cap
 
 
@@ -43,8 +51,8 @@ class Retry(Exception):
 
     def __init__(self, delay: float | None = None, reason: str = "") -> None:
         super().__init__(reason or "retry requested")
-        if delay is not None and delay < 0:
-            raise ValueError(f"Retry delay must be >= 0, got {delay}")
+        if delay is not None and not (math.isfinite(delay) and delay >= 0):
+            raise ValueError(f"Retry delay must be a finite number of seconds >= 0, got {delay}")
         self.delay = delay
         self.reason = reason
 

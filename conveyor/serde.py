@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -22,7 +23,13 @@ def _describe(value: Any) -> str:
 
 
 def _find_bad(value: Any, path: str) -> str | None:
-    """The path of the first value inside ``value`` that JSON cannot hold, if any."""
+    """The path of the first value inside ``value`` that is not plain JSON, if any.
+
+    msgspec would encode a datetime, a set, bytes, a Decimal or an int dict key, but the task
+    would get back a str, a list or a str key: a silent change of type. Such values are
+    refused here, at enqueue, like anything msgspec cannot encode at all. Tuples are
+    accepted and arrive as lists, as in every JSON task queue.
+    """
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
@@ -37,11 +44,11 @@ def _find_bad(value: Any, path: str) -> str | None:
             if found:
                 return found
         return None
-    try:
-        _encoder.encode(value)
-    except (TypeError, ValueError, OverflowError):
-        return f"{path} = {value!r:.80} ({_describe(value)})"
-    return None
+    if value is None or isinstance(value, str | int):  # bool is an int
+        return None
+    if isinstance(value, float) and math.isfinite(value):  # JSON has no NaN or Infinity
+        return None
+    return f"{path} = {value!r:.80} ({_describe(value)})"
 
 
 def encode_payload(task: str, args: Any, kwargs: Any, max_size: int = DEFAULT_MAX_PAYLOAD) -> bytes:
@@ -51,14 +58,18 @@ def encode_payload(task: str, args: Any, kwargs: Any, max_size: int = DEFAULT_MA
         SerializationError: an argument is not JSON (a set, a datetime, an object...).
         PayloadTooLarge: the encoded arguments exceed ``max_size`` bytes.
     """
-    try:
-        data = _encoder.encode((args, kwargs))
-    except (TypeError, ValueError, OverflowError) as exc:
-        where = _find_bad(list(args), "args") or _find_bad(dict(kwargs), "kwargs") or str(exc)
+    where = _find_bad(list(args), "args") or _find_bad(dict(kwargs), "kwargs")
+    data = b""
+    if where is None:
+        try:
+            data = _encoder.encode((args, kwargs))
+        except (TypeError, ValueError, OverflowError) as exc:
+            where = str(exc)
+    if where is not None:
         raise SerializationError(
             f"cannot enqueue {task}: argument {where} is not JSON-serializable; "
             "pass plain JSON values (str, int, float, bool, None, list, dict)"
-        ) from exc
+        )
     if len(data) > max_size:
         raise PayloadTooLarge(
             f"cannot enqueue {task}: arguments are {len(data)} bytes encoded, "
@@ -68,10 +79,17 @@ def encode_payload(task: str, args: Any, kwargs: Any, max_size: int = DEFAULT_MA
 
 
 def encode_result(task: str, value: Any) -> bytes:
-    """Encode a task's return value, or raise SerializationError naming the task."""
-    try:
-        return _encoder.encode(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(
-            f"task {task} returned {_describe(value)}, which is not JSON-serializable: {exc}"
-        ) from exc
+    """Encode a task's return value, or raise SerializationError naming the task.
+
+    The plain-JSON rule of the arguments applies, so that ``result()`` returns what the
+    task returned and not, say, a str in place of a datetime.
+    """
+    where = _find_bad(value, "result")
+    if where is None:
+        try:
+            return _encoder.encode(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            where = str(exc)
+    raise SerializationError(
+        f"task {task} returned {_describe(value)}, which is not JSON-serializable: {where}"
+    )

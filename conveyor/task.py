@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -56,8 +57,8 @@ def _seconds(value: Seconds | None, what: str) -> float | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
-    if not seconds >= 0:  # also refuses NaN
-        raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigurationError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
     return seconds
 
 
@@ -68,7 +69,12 @@ def _epoch(value: When | None) -> float | None:
         if value.tzinfo is None:
             raise ConfigurationError(f"eta must be timezone-aware, got naive {value!r}")
         return value.timestamp()
-    return float(value)
+    epoch = float(value)
+    if not math.isfinite(epoch):
+        raise ConfigurationError(
+            f"eta must be a finite Unix time or an aware datetime, got {value!r}"
+        )
+    return epoch
 
 
 def make_options(

@@ -10,7 +10,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from conveyor.app import Conveyor
@@ -107,6 +107,8 @@ class Worker:
         self._capacity: asyncio.Event
         self._outcome_ready: asyncio.Event
         self._loop: asyncio.AbstractEventLoop | None = None
+        # stop() or kill() called before run() has made its events (a SIGTERM at start-up).
+        self._early: list[Callable[[], None]] = []
 
     # -- control, callable from any thread or a signal handler --------------------------
 
@@ -123,9 +125,10 @@ class Worker:
 
         self._call(now)
 
-    def _call(self, fn: Any) -> None:
+    def _call(self, fn: Callable[[], None]) -> None:
         loop = self._loop
         if loop is None:
+            self._early.append(fn)  # run() applies it as soon as its events exist
             return
         try:
             here = asyncio.get_running_loop()
@@ -145,6 +148,9 @@ class Worker:
         self._killed = asyncio.Event()
         self._capacity = asyncio.Event()
         self._outcome_ready = asyncio.Event()
+        early, self._early = self._early, []
+        for fn in early:
+            fn()
         await self.broker.connect()
         log.info(
             "worker %s started: queues=%s concurrency=%d lease=%ss broker=%s tasks=%d",

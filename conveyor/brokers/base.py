@@ -155,12 +155,15 @@ class Broker(Protocol):
         ...
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as queued and due now, without counting the attempt."""
+        """Hand running jobs back as queued and due now, without counting the attempt.
+
+        A lease whose token is no longer current is ignored (fencing)."""
         ...
 
     async def recover(self, now: float) -> list[str]:
         """Put running jobs whose lease expired back to queued, or to failed when their
-        attempts are used up (a crash counts as an attempt). Returns their ids."""
+        attempts are used up (a crash counts as an attempt), or to cancelled when a cancel
+        was asked for. Returns their ids."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -185,7 +188,8 @@ class Broker(Protocol):
 
     async def retry_failed(self, ids: Sequence[str] | None, queue: str | None, now: float) -> int:
         """Redrive failed jobs (the given ones, or all of ``queue``, or all) to queued with
-        their attempts reset. Returns how many moved."""
+        their attempts reset. A job whose key an unfinished job now holds stays failed.
+        Returns how many moved."""
         ...
 
     async def purge(self, status: Status, queue: str | None, ids: Sequence[str] | None) -> int:

@@ -325,7 +325,7 @@ class MemoryBroker:
         if status not in FINISHED:
             raise ValueError(f"purge takes a finished status, not {status.value!r}")
         with self._lock:
-            chosen = ids if ids is not None else list(self._jobs)
+            chosen = list(dict.fromkeys(ids)) if ids is not None else list(self._jobs)
             doomed = [
                 i
                 for i in chosen

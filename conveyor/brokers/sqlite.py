@@ -1,0 +1,718 @@
+"""The SQLite broker: the embedded default, durable, for the processes of one machine.
+
+One database file in write-ahead-log mode. Each operation is one transaction, opened with
+``BEGIN IMMEDIATE`` so that it takes SQLite's single write lock up front (waiting up to the
+busy timeout) instead of failing half-way on a lock upgrade. A batch (claim, outcomes,
+heartbeat, release) is one statement over a JSON array parameter read with ``json_each``,
+never one statement per job. The SQL lives in ``sql/sqlite.sql``.
+
+The ``sqlite3`` module blocks, so each broker object owns one connection used only from one
+thread of its own; every async method hands its whole operation to that thread.
+
+Idle workers wake on two signals: a change made through any SQLiteBroker on the same file in
+this process sets their asyncio event at once, and a change committed by another process is
+seen by polling ``PRAGMA data_version``, which reads no page from disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import functools
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import msgspec
+
+from conveyor.brokers.base import (
+    Broker,
+    Counts,
+    HeartbeatReply,
+    JobFilter,
+    Lease,
+    Outcome,
+    Retention,
+    WorkerInfo,
+    decode_json,
+)
+from conveyor.brokers.memory import lease_expired_error
+from conveyor.brokers.sql import queries
+from conveyor.errors import BrokerUnavailable, ConfigurationError
+from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+"""Kept in the file's ``PRAGMA user_version``; a newer file is refused rather than misread."""
+
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
+"""How long an operation waits for another connection's write lock before giving up."""
+
+_POLL = 0.01
+"""Seconds between two looks at ``PRAGMA data_version`` while waiting: the longest a waiter
+sleeps through a change another process committed."""
+
+_SQL = queries("sqlite")
+_STATUS = {s.value: s for s in Status}
+_encode = msgspec.json.Encoder().encode
+_decode_error = msgspec.json.Decoder(ErrorInfo).decode
+_decode_worker = msgspec.json.Decoder(WorkerInfo).decode
+_decode_any = msgspec.json.Decoder().decode
+
+
+def _json(value: object) -> str:
+    """``value`` as JSON text: SQLite's JSON functions read TEXT, not BLOB."""
+    return _encode(value).decode()
+
+
+# -- the URL ---------------------------------------------------------------------------------
+
+
+def _parse_url(url: str) -> tuple[str, int]:
+    """The absolute database path and busy timeout (ms) of a ``sqlite:///path`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        raise ConfigurationError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    if parts.netloc:
+        raise ConfigurationError(
+            f"SQLite URL {url!r} names a host ({parts.netloc!r}): write sqlite:///relative.db "
+            "or sqlite:////absolute/path.db"
+        )
+    # sqlite:///jobs.db has the path "/jobs.db" (relative), sqlite:////srv/jobs.db "//srv/jobs.db".
+    path = unquote(parts.path)[1:]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise ConfigurationError(
+            f"SQLite URL {url!r} needs a database file, as in sqlite:///conveyor.db: workers "
+            "and producers are separate processes, which cannot share an in-memory database"
+        )
+    busy_timeout = DEFAULT_BUSY_TIMEOUT_MS
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name != "busy_timeout":
+            raise ConfigurationError(
+                f"unknown option {name!r} in SQLite URL {url!r}: the only one is busy_timeout"
+            )
+        try:
+            busy_timeout = int(value)
+        except ValueError:
+            busy_timeout = -1
+        if busy_timeout < 0:
+            raise ConfigurationError(
+                f"busy_timeout in SQLite URL {url!r} must be a whole number of milliseconds"
+            )
+    return os.path.realpath(path), busy_timeout
+
+
+# -- wake-ups within this process --------------------------------------------------------------
+
+
+class _Waiter:
+    """One pending ``wait``: the loop it runs on, its queues and the event that ends it."""
+
+    __slots__ = ("event", "loop", "queues")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queues: frozenset[str]) -> None:
+        self.loop = loop
+        self.queues = queues
+        self.event = asyncio.Event()
+
+
+# Per database path, the waiters of every SQLiteBroker of this process, whatever its loop
+# or thread: a change through one broker object wakes the waiters of all the others at once.
+_waiters: dict[str, set[_Waiter]] = {}
+_waiters_lock = threading.Lock()
+
+
+def _notify(path: str, queues: set[str]) -> None:
+    """Wake the waiters on ``path`` that wait for any of ``queues``."""
+    if not queues:
+        return
+    with _waiters_lock:
+        woken = [w for w in _waiters.get(path, ()) if w.queues & queues]
+    for waiter in woken:
+        # The event belongs to the waiter's loop, which may run in another thread.
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            waiter.loop.call_soon_threadsafe(waiter.event.set)
+
+
+# -- rows and transactions -------------------------------------------------------------------
+
+
+def _job(row: tuple[Any, ...]) -> JobRecord:
+    """A ``jobs`` row (``SELECT *``: the columns follow JobRecord's fields) as a JobRecord."""
+    (
+        job_id, task, queue, args, kwargs, status, priority, attempts, max_attempts, eta,
+        timeout, key, created_at, started_at, finished_at, result, error, worker, token,
+        lease_until, cancel_requested,
+    ) = row  # fmt: skip
+    return JobRecord(
+        id=job_id,
+        task=task,
+        queue=queue,
+        args=_decode_any(args),
+        kwargs=_decode_any(kwargs),
+        status=_STATUS[status],
+        priority=priority,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        eta=eta,
+        timeout=timeout,
+        key=key,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        result=decode_json(result),
+        error=None if error is None else _decode_error(error),
+        worker=worker,
+        token=token,
+        lease_until=lease_until,
+        cancel_requested=bool(cancel_requested),
+    )
+
+
+def _insert_params(job: JobRecord, status: Status) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "task": job.task,
+        "queue": job.queue,
+        "args": _json(job.args),
+        "kwargs": _json(job.kwargs),
+        "status": status.value,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "eta": job.eta,
+        "timeout": job.timeout,
+        "key": job.key,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "result": None if job.result is None else _json(job.result),
+        "error": None if job.error is None else _json(job.error),
+        "worker": job.worker,
+        "token": job.token,
+        "lease_until": job.lease_until,
+        "cancel_requested": int(job.cancel_requested),
+    }
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: the write lock is taken at BEGIN, so it cannot fail later on
+    a lock held by another connection."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@functools.cache
+def _claim_sql(n_queues: int) -> str:
+    """The claim statement for ``n_queues`` queues (constant text per count, so cached)."""
+    candidates = "\nUNION ALL\n".join(
+        _SQL["claim_candidates"].replace(":queue", f":queue_{i}") for i in range(n_queues)
+    )
+    return _SQL["claim"].replace("/*candidates*/", candidates)
+
+
+# -- the operations, each run whole on the broker's thread ------------------------------------
+
+
+def _enqueue(conn: sqlite3.Connection, jobs: Sequence[JobRecord], now: float) -> list[JobRecord]:
+    stored: list[JobRecord] = []
+    with _transaction(conn):
+        for job in jobs:
+            status = Status.SCHEDULED if job.eta > now else Status.QUEUED
+            # ON CONFLICT DO NOTHING: jobs_key refuses a second unfinished job with the same
+            # key, also one inserted earlier in this batch or by a concurrent producer.
+            if conn.execute(_SQL["insert"], _insert_params(job, status)).rowcount:
+                copy = msgspec.structs.replace(
+                    job, status=status, args=list(job.args), kwargs=dict(job.kwargs)
+                )
+                stored.append(copy)
+                continue
+            row = None
+            if job.key is not None:
+                row = conn.execute(_SQL["key_holder"], {"key": job.key}).fetchone()
+            if row is None:  # the conflict was on the id: this very job was enqueued before
+                row = conn.execute(_SQL["get"], {"id": job.id}).fetchone()
+            if row is None:
+                raise BrokerUnavailable(f"job {job.id} was neither inserted nor found")
+            stored.append(_job(row))
+    return stored
+
+
+def _claim(
+    conn: sqlite3.Connection,
+    queues: list[str],
+    *,
+    worker: str,
+    limit: int,
+    lease_until: float,
+    now: float,
+) -> list[JobRecord]:
+    params: dict[str, Any] = {
+        "queues": _json(queues),
+        "worker": worker,
+        "limit": limit,
+        "lease_until": lease_until,
+        "now": now,
+    }
+    params.update({f"queue_{i}": q for i, q in enumerate(queues)})
+    with _transaction(conn):
+        conn.execute(_SQL["promote"], params)
+        rows = conn.execute(_claim_sql(len(queues)), params).fetchall()
+    claimed = [_job(r) for r in rows]
+    claimed.sort(key=lambda j: (-j.priority, j.eta, j.id))
+    return claimed
+
+
+def _probe(
+    conn: sqlite3.Connection, queues: list[str], version: int | None
+) -> tuple[int, bool, float | None] | None:
+    """For ``wait``: None when no other connection committed since ``version``, else the new
+    version, whether a job is queued in ``queues``, and the earliest eta of their scheduled jobs.
+
+    One small query per queue: each is an index probe (a min() or an EXISTS), which an
+    ``IN`` over all the queues would not be.
+    """
+    current: int = conn.execute(_SQL["data_version"]).fetchone()[0]
+    if current == version:
+        return None
+    next_eta: float | None = None
+    for queue in queues:
+        if conn.execute(_SQL["any_queued"], {"queue": queue}).fetchone()[0]:
+            return current, True, None
+        eta = conn.execute(_SQL["next_eta"], {"queue": queue}).fetchone()[0]
+        if eta is not None and (next_eta is None or eta < next_eta):
+            next_eta = eta
+    return current, False, next_eta
+
+
+def _heartbeat(
+    conn: sqlite3.Connection, worker: WorkerInfo, leases: Sequence[Lease], lease_until: float
+) -> HeartbeatReply:
+    with _transaction(conn):
+        conn.execute(
+            _SQL["worker_seen"], {"id": worker.id, "info": _json(worker), "seen_at": worker.seen_at}
+        )
+        rows = (
+            conn.execute(
+                _SQL["heartbeat"], {"leases": _json(leases), "lease_until": lease_until}
+            ).fetchall()
+            if leases
+            else []
+        )
+    held = {(job_id, token): bool(cancel) for job_id, token, cancel in rows}
+    return HeartbeatReply(
+        lost=[h.id for h in leases if (h.id, h.token) not in held],
+        cancel=[h.id for h in leases if held.get((h.id, h.token))],
+    )
+
+
+def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> tuple[list[str], set[str]]:
+    """Returns the refused ids and the queues that got a job back (a retry)."""
+    batch: list[tuple[Any, ...]] = []
+    sent: set[tuple[str, int]] = set()
+    for out in outcomes:
+        if (out.id, out.token) in sent:
+            continue  # a repeat is refused below, as the job is no longer running then
+        sent.add((out.id, out.token))
+        if out.status in PENDING:
+            # A retry: scheduled until its eta, queued when that has come already.
+            eta = out.finished_at if out.eta is None else out.eta
+            status = Status.SCHEDULED if eta > out.finished_at else Status.QUEUED
+            batch.append((out.id, out.token, status, None, None, out.error, eta))
+        else:
+            # The result is JSON already: it is stored as that text, not decoded and re-encoded.
+            result = None if out.result is None else out.result.decode()
+            batch.append((out.id, out.token, out.status, out.finished_at, result, out.error, None))
+    with _transaction(conn):
+        rows = conn.execute(_SQL["finish"], {"outcomes": _json(batch)}).fetchall()
+    applied = {(job_id, token) for job_id, token, _, _ in rows}
+    refused: list[str] = []
+    for out in outcomes:
+        if (out.id, out.token) in applied:
+            applied.discard((out.id, out.token))
+        else:
+            refused.append(out.id)
+    return refused, {queue for _, _, queue, status in rows if status in PENDING}
+
+
+def _release(conn: sqlite3.Connection, leases: Sequence[Lease], now: float) -> set[str]:
+    with _transaction(conn):
+        rows = conn.execute(_SQL["release"], {"leases": _json(leases), "now": now}).fetchall()
+    return {queue for (queue,) in rows}
+
+
+def _recover(conn: sqlite3.Connection, now: float) -> tuple[list[str], set[str]]:
+    # Look before taking the write lock: nearly always nothing has expired.
+    if not conn.execute(_SQL["expired"], {"now": now}).fetchone():
+        return [], set()
+    with _transaction(conn):
+        expired = conn.execute(_SQL["expired"], {"now": now}).fetchall()
+        errors = [
+            (job_id, lease_expired_error(JobRecord(id=job_id, task="", worker=w, attempts=a)))
+            for job_id, w, a in expired
+        ]
+        rows = conn.execute(_SQL["recover"], {"expired": _json(errors), "now": now}).fetchall()
+    done = {job_id for job_id, _, _ in rows}
+    return (
+        [job_id for job_id, _ in errors if job_id in done],
+        {queue for _, queue, status in rows if status in PENDING},
+    )
+
+
+def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> JobRecord | None:
+    with _transaction(conn):
+        conn.execute(_SQL["cancel_pending"], {"id": job_id, "now": now})
+        conn.execute(_SQL["cancel_running"], {"id": job_id})
+        row = conn.execute(_SQL["get"], {"id": job_id}).fetchone()
+    return None if row is None else _job(row)
+
+
+def _prune(conn: sqlite3.Connection, retention: Retention, now: float, limit: int) -> int:
+    params = {
+        "succeeded": now - retention.succeeded,
+        "failed": now - retention.failed,
+        "cancelled": now - retention.cancelled,
+        "limit": limit,
+    }
+    longest = max(retention.succeeded, retention.failed, retention.cancelled)
+    with _transaction(conn):
+        deleted = conn.execute(_SQL["prune"], params).rowcount
+        conn.execute(_SQL["prune_workers"], {"before": now - longest})
+    return deleted
+
+
+# -- the broker ----------------------------------------------------------------------------
+
+
+class SQLiteBroker:
+    """Keeps jobs in one SQLite file, shared by the worker and producer processes of a machine.
+
+    ``sqlite:///conveyor.db`` is relative to the working directory, ``sqlite:////srv/q.db``
+    absolute; ``?busy_timeout=`` sets how many milliseconds an operation waits for another
+    process's write lock (default 10 000). The directory must exist; the file and its tables
+    are created on first use. Operations connect on first use; :meth:`connect` only does it
+    early, to fail fast.
+
+    Raises:
+        ConfigurationError: the URL names no file (or ``:memory:``, which processes cannot
+            share), or has an unknown option.
+    """
+
+    def __init__(self, url: str = "sqlite:///conveyor.db") -> None:
+        self.url = url
+        self.path, self._busy_timeout = _parse_url(url)
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # used on the executor's thread only
+        self._pid = os.getpid()
+
+    def copy(self) -> Broker:
+        """A new broker on the same file, with its own connection and thread."""
+        return SQLiteBroker(self.url)
+
+    async def connect(self) -> None:
+        """Open the file, switch it to WAL and create the tables if needed.
+
+        Raises:
+            ConfigurationError: the directory does not exist, or the file was made by a newer
+                version of Conveyor.
+            BrokerUnavailable: SQLite cannot open the file, or it stays locked.
+        """
+        await self._run(lambda conn: None)
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread; a later operation connects again."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._disconnect)
+        finally:
+            executor.shutdown(wait=False)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _thread(self) -> ThreadPoolExecutor:
+        if self._pid != os.getpid():
+            # A forked child has a copy of the parent's connection but not its thread. SQLite
+            # forbids using that connection in the child, even to close it: drop it unclosed.
+            _orphans.append(self._conn)
+            self._executor, self._conn, self._pid = None, None, os.getpid()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
+        return self._executor
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` on the broker's thread with its connection (opened if needed)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread(), self._call, operation)
+
+    def _call(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            if self._conn is None:
+                self._conn = self._open()
+            return operation(self._conn)
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # a bug (IntegrityError...), not an outage
+                raise
+            raise self._unavailable(exc) from exc  # "file is not a database", corruption
+
+    def _unavailable(self, exc: sqlite3.Error) -> BrokerUnavailable:
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+            return BrokerUnavailable(
+                f"SQLite database {self.path} stayed locked by another connection for over "
+                f"{self._busy_timeout} ms ({exc}); raise it with ?busy_timeout= in the URL "
+                "if long transactions are expected"
+            )
+        return BrokerUnavailable(f"SQLite database {self.path}: {exc}")
+
+    def _open(self) -> sqlite3.Connection:
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder):
+            raise ConfigurationError(
+                f"cannot create the SQLite database {self.path}: the directory {folder} does "
+                f"not exist (create it, or change the URL {self.url!r})"
+            )
+        # isolation_level=None: no implicit transactions; every write transaction is an
+        # explicit BEGIN IMMEDIATE ... COMMIT.
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout / 1000, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise BrokerUnavailable(
+                    f"SQLite database {self.path} cannot use write-ahead logging (journal mode "
+                    f"{mode!r}): put it on a local file system"
+                )
+            # NORMAL in WAL mode: a crash of the process loses nothing; a power loss may lose
+            # the last commits but never corrupts the file.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = OFF")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"SQLite database {self.path} has schema version {version}, newer than this "
+                f"Conveyor's {SCHEMA_VERSION}: upgrade Conveyor"
+            )
+        # Several processes may get here at once on a new file: the write lock runs them one
+        # after the other, and IF NOT EXISTS makes the later ones no-ops.
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{_SQL['schema']}\n"
+                f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _wake(self, queues: set[str]) -> None:
+        _notify(self.path, queues)
+
+    # -- the contract -------------------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        """Insert a batch in one transaction; a job whose key an unfinished job holds returns
+        that job instead."""
+        if not jobs:
+            return []
+        now = time.time()
+        stored = await self._run(lambda conn: _enqueue(conn, jobs, now))
+        self._wake({j.queue for j in stored})
+        return stored
+
+    async def claim(
+        self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
+    ) -> list[JobRecord]:
+        """Take up to ``limit`` due jobs, highest priority then oldest eta first, in one
+        transaction: promote the due scheduled jobs, then mark the chosen ones running."""
+        names = list(dict.fromkeys(queues))
+        if not names or limit <= 0:
+            return []
+        return await self._run(
+            lambda conn: _claim(
+                conn, names, worker=worker, limit=limit, lease_until=now + lease, now=now
+            )
+        )
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when a job may be due in ``queues``, or after ``timeout`` seconds.
+
+        Wakes at once on a change through a SQLiteBroker of this process, within ``_POLL``
+        on a change committed by another process, and at the eta of the next scheduled job.
+        It may return early although nothing is due.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        names = list(dict.fromkeys(queues))
+        waiter = _Waiter(loop, frozenset(names))
+        # Registered before the first look at the file, so no change after it goes unseen.
+        with _waiters_lock:
+            _waiters.setdefault(self.path, set()).add(waiter)
+        try:
+            executor = self._thread()
+            version: int | None = None
+            # The executor changes when the broker is closed during the wait: then return.
+            while self._executor is executor:
+                probe = await self._run(functools.partial(_probe, queues=names, version=version))
+                if probe is not None:
+                    version, ready, next_eta = probe
+                    if ready:
+                        return
+                    if next_eta is not None:
+                        deadline = min(deadline, loop.time() + next_eta - time.time())
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                try:
+                    async with asyncio.timeout(min(remaining, _POLL)):
+                        await waiter.event.wait()
+                    return
+                except TimeoutError:
+                    pass
+        finally:
+            with _waiters_lock:
+                _waiters[self.path].discard(waiter)
+
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
+    ) -> HeartbeatReply:
+        """Record the worker and extend its leases still held, in one transaction; report
+        the lost ones and those asked to cancel."""
+        return await self._run(lambda conn: _heartbeat(conn, worker, leases, now + lease))
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Apply a batch of outcomes in one statement, each only with a current token;
+        return the refused ids."""
+        if not outcomes:
+            return []
+        refused, retried = await self._run(lambda conn: _finish(conn, outcomes))
+        self._wake(retried)
+        return refused
+
+    async def release(self, leases: Sequence[Lease], now: float) -> None:
+        """Hand running jobs back as due now; the attempt does not count."""
+        if leases:
+            self._wake(await self._run(lambda conn: _release(conn, leases, now)))
+
+    async def recover(self, now: float) -> list[str]:
+        """Expired leases go back to queued, to failed when no attempts are left, or to
+        cancelled when cancellation was asked; returns their ids."""
+        recovered, requeued = await self._run(lambda conn: _recover(conn, now))
+        self._wake(requeued)
+        return recovered
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """One job, or None."""
+        row = await self._run(lambda conn: conn.execute(_SQL["get"], {"id": job_id}).fetchone())
+        return None if row is None else _job(row)
+
+    async def list(self, where: JobFilter) -> list[JobRecord]:
+        """A page of jobs, newest (highest id) first, below the ``before`` cursor."""
+        params = {
+            "before": where.before,
+            "status": None if where.status is None else where.status.value,
+            "queue": where.queue,
+            "task": where.task,
+            "limit": max(where.limit, 0),
+        }
+        rows = await self._run(lambda conn: conn.execute(_SQL["list"], params).fetchall())
+        return [_job(r) for r in rows]
+
+    async def counts(self) -> Counts:
+        """Jobs per queue and status; a scheduled job whose eta has come counts as queued."""
+        params = {"now": time.time()}
+        rows = await self._run(lambda conn: conn.execute(_SQL["counts"], params).fetchall())
+        result: dict[str, dict[Status, int]] = {}
+        for queue, status, n in rows:
+            result.setdefault(queue, {})[_STATUS[status]] = n
+        return result
+
+    async def workers(self, now: float, ttl: float) -> builtins.list[WorkerInfo]:
+        """Workers whose last heartbeat is under ``ttl`` seconds old."""
+        params = {"since": now - ttl}
+        rows = await self._run(lambda conn: conn.execute(_SQL["workers"], params).fetchall())
+        return [_decode_worker(info) for (info,) in rows]
+
+    async def cancel(self, job_id: str, now: float) -> JobRecord | None:
+        """Cancel a pending job at once, flag a running one for its worker; None if unknown."""
+        return await self._run(lambda conn: _cancel(conn, job_id, now))
+
+    async def retry_failed(self, ids: Sequence[str] | None, queue: str | None, now: float) -> int:
+        """Redrive failed jobs to queued with attempts reset; a job whose key an unfinished
+        job holds stays failed."""
+        if ids is None:
+            sql, params = _SQL["retry_failed_all"], {"queue": queue, "now": now}
+        else:
+            sql, params = _SQL["retry_failed_ids"], {"ids": _json(ids), "queue": queue, "now": now}
+
+        def redrive(conn: sqlite3.Connection) -> list[str]:
+            with _transaction(conn):
+                return [q for (q,) in conn.execute(sql, params).fetchall()]
+
+        moved = await self._run(redrive)
+        self._wake(set(moved))
+        return len(moved)
+
+    async def purge(self, status: Status, queue: str | None, ids: Sequence[str] | None) -> int:
+        """Delete jobs in a finished ``status`` (of one queue, or by id).
+
+        Raises:
+            ValueError: ``status`` is not a finished one.
+        """
+        if status not in FINISHED:
+            raise ValueError(f"purge takes a finished status, not {status.value!r}")
+        params = {"status": status.value, "queue": queue}
+        if ids is None:
+            sql = _SQL["purge_all"]
+        else:
+            sql, params["ids"] = _SQL["purge_ids"], _json(ids)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                return conn.execute(sql, params).rowcount
+
+        return await self._run(delete)
+
+    async def prune(self, retention: Retention, now: float, limit: int) -> int:
+        """Delete up to ``limit`` finished jobs older than their retention, oldest first (and
+        the records of workers gone for longer than every retention)."""
+        if limit <= 0:
+            return 0
+        return await self._run(lambda conn: _prune(conn, retention, now, limit))
+
+
+# Connections inherited through fork(): kept referenced so that they are never closed.
+_orphans: list[sqlite3.Connection | None] = []
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "SQLiteBroker"]

@@ -1,0 +1,121 @@
+"""The worker as a real process: crash recovery, graceful shutdown, supervisor, burst."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+from tests.acceptance.conftest import Env, eventually
+
+pytestmark = pytest.mark.slow
+
+
+def status(env: Env, job_id: str) -> object:
+    """The job's current status."""
+    return env.job(job_id)["status"]
+
+
+def test_sigkill_mid_job_is_recovered_by_another_worker(env: Env) -> None:
+    """A worker killed with SIGKILL loses its lease; another worker runs the job (attempt 2)."""
+    first = env.worker("--lease", "1")
+    job_id = env.enqueue("acc_tasks.hold", "--args", '["k", 60]')
+    eventually((env.marks / "k.started").exists, what="first attempt to start")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    env.worker("--lease", "1")
+    eventually(lambda: status(env, job_id) == "succeeded", what="job to succeed elsewhere")
+    job = env.job(job_id)
+    assert job["attempts"] == 2
+    assert "lease expired; recovered" in env.log()
+    assert (env.marks / "k.done").read_text() != str(first.pid)
+
+
+def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(env: Env) -> None:
+    """SIGTERM: the running job completes, queued ones stay queued, exit code 0."""
+    worker = env.worker("--concurrency", "1")
+    running = env.enqueue("acc_tasks.sleepy", "--args", '["t", 1.0]')
+    eventually((env.marks / "t.started").exists, what="job to start")
+    waiting = env.enqueue("acc_tasks.add", "--args", "[1, 2]")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert status(env, running) == "succeeded"
+    assert status(env, waiting) == "queued"
+    assert "waiting up to" in env.log()
+
+
+def test_grace_exceeded_hands_the_job_back_without_counting_the_attempt(env: Env) -> None:
+    """A job still running when the grace period ends goes back to queued at once."""
+    worker = env.worker("--grace", "0.3")
+    job_id = env.enqueue("acc_tasks.sleepy", "--args", '["g", 60]')
+    eventually((env.marks / "g.started").exists, what="job to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    job = env.job(job_id)
+    assert job["status"] == "queued"
+    assert job["attempts"] == 0
+    assert "handed back 1 unfinished jobs" in env.log()
+
+
+def test_second_ctrl_c_stops_at_once(env: Env) -> None:
+    """The first SIGINT starts a graceful stop; the second interrupts and hands back."""
+    worker = env.worker("--grace", "60")
+    job_id = env.enqueue("acc_tasks.sleepy", "--args", '["c", 60]')
+    eventually((env.marks / "c.started").exists, what="job to start")
+    worker.send_signal(signal.SIGINT)
+    eventually(lambda: "Ctrl-C again" in env.log(), what="the first Ctrl-C to register")
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(timeout=30) == 0
+    assert status(env, job_id) == "queued"
+
+
+def test_processes_two_replaces_a_killed_child(env: Env) -> None:
+    """--processes 2: a child killed with SIGKILL is replaced; SIGTERM stops them all."""
+    supervisor = env.worker("--processes", "2")
+
+    def children() -> list[int]:
+        return [int(p) for p in re.findall(r"worker process (\d+) started", env.log())]
+
+    eventually(lambda: len(children()) == 2, what="two children")
+    eventually(lambda: env.log().count("started: queues=") == 2, what="two workers up")
+    victim = children()[0]
+    subprocess.run(["kill", "-9", str(victim)], check=True)
+    eventually(lambda: len(children()) == 3, what="a replacement child")
+    assert f"worker process {victim} exited" in env.log()
+    ids = [env.enqueue("acc_tasks.add", "--args", f"[{i}, 1]") for i in range(6)]
+    eventually(lambda: all(status(env, i) == "succeeded" for i in ids), what="jobs to run")
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=30) == 0
+    for pid in children()[1:]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_burst_exits_when_the_queue_is_empty(env: Env) -> None:
+    """--burst runs every due job, then exits 0."""
+    ids = [env.enqueue("acc_tasks.add", "--args", f"[{i}, {i}]") for i in range(5)]
+    worker = env.worker("--burst")
+    assert worker.wait(timeout=30) == 0
+    assert [env.job(i)["result"] for i in ids] == [0, 2, 4, 6, 8]
+    assert "burst done" in env.log()
+
+
+def test_failed_jobs_are_listed_redriven_and_purged(env: Env) -> None:
+    """The dead-letter queue from the CLI: failed list, failed retry, failed purge."""
+    job_id = env.enqueue("acc_tasks.boom", "--args", '["kaput"]')
+    assert env.worker("--burst").wait(timeout=30) == 0
+    listing = env.cli("failed", "list").stdout
+    assert job_id in listing
+    assert "ValueError: kaput" in listing
+    assert "1 failed jobs queued again" in env.cli("failed", "retry", job_id).stdout
+    assert status(env, job_id) == "queued"
+    assert env.worker("--burst").wait(timeout=30) == 0
+    assert status(env, job_id) == "failed"
+    assert "1 failed jobs deleted" in env.cli("failed", "purge", "--all").stdout
+    assert env.cli("job", job_id, check=False).returncode == 1
+    queues = json.loads(env.cli("queues", "--json").stdout)
+    assert queues == {}

@@ -1,0 +1,1 @@
+"""The broker conformance suite: every behaviour of the contract, run against every broker."""

@@ -1,0 +1,66 @@
+"""One ``broker`` fixture per kind of broker, each on a fresh, empty store.
+
+A kind is a name and a factory of the URL of a fresh store. Adding Redis or PostgreSQL means
+adding a kind whose factory starts (or finds) its server through ``request`` and calls
+``pytest.skip`` with a reason when the server is unavailable; every test then runs on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conveyor.brokers import Broker, from_url
+
+
+@dataclass(frozen=True)
+class BrokerKind:
+    """How to get a fresh store of one kind of broker."""
+
+    url: Callable[[pytest.FixtureRequest, Path], str]
+    """The URL of a new, empty store (may skip the test when the server is unavailable)."""
+    shared: bool
+    """Whether separate processes opening the URL share one store."""
+
+
+def _memory_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "memory://"
+
+
+def _sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # An absolute path gives four slashes: sqlite:////tmp/.../t.db
+    return "sqlite:///" + str(tmp_path / "t.db")
+
+
+KINDS: dict[str, BrokerKind] = {
+    "memory": BrokerKind(url=_memory_url, shared=False),
+    "sqlite": BrokerKind(url=_sqlite_url, shared=True),
+}
+
+
+@pytest.fixture(params=list(KINDS))
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh store, once per kind of broker."""
+    kind: str = request.param
+    return KINDS[kind].url(request, tmp_path)
+
+
+@pytest.fixture(params=[name for name, kind in KINDS.items() if kind.shared])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh store that separate processes share, once per such kind."""
+    kind: str = request.param
+    return KINDS[kind].url(request, tmp_path)
+
+
+@pytest.fixture
+async def broker(broker_url: str) -> AsyncIterator[Broker]:
+    """A connected broker on a fresh store, closed after the test."""
+    b = from_url(broker_url)
+    await b.connect()
+    try:
+        yield b
+    finally:
+        await b.close()
