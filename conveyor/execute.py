@@ -52,6 +52,11 @@ def _in_thread(state: _ThreadState, call: Callable[[], Any]) -> Any:
             state.running = False
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class SyncRunner:
     """Runs sync tasks in a thread pool, and can interrupt one that overstays.
 
@@ -78,6 +83,9 @@ class SyncRunner:
         state = _ThreadState()
         call = functools.partial(contextvars.copy_context().run, fn, *job.args, **job.kwargs)
         fut = loop.run_in_executor(self.pool, _in_thread, state, call)
+        # On a timeout or a cancel the future is abandoned while its thread still runs; it
+        # later ends with our interrupt, which asyncio would log as "never retrieved".
+        fut.add_done_callback(_retrieve)
         try:
             done, _ = await asyncio.wait({fut}, timeout=timeout)
         except asyncio.CancelledError:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from conveyor.app import Conveyor
-from conveyor.brokers.base import Lease, Outcome, WorkerInfo
+from conveyor.brokers.base import Lease, Outcome, TaskStats, WorkerInfo
 from conveyor.errors import ConfigurationError
 from conveyor.execute import SyncRunner, execute
 from conveyor.job import JobRecord, Status
@@ -23,6 +23,7 @@ log = logging.getLogger("conveyor.worker")
 
 EXIT_OK = 0
 EXIT_RESTART = 3  # a sync task would not stop: the supervisor should replace this process
+UNKNOWN_TASK = "(unknown)"  # the stats label of every task this worker has not registered
 
 
 class _Running:
@@ -93,6 +94,8 @@ class Worker:
         self.broker = app.broker.copy()
         self.exit_code = EXIT_OK
         self.stats = {"succeeded": 0, "failed": 0, "retried": 0, "cancelled": 0}
+        # Per queue, then per task; sent with each heartbeat for /metrics.
+        self._task_stats: dict[str, dict[str, TaskStats]] = {}
         self._host = host
         self._started_at = time.time()
         self._running: dict[str, _Running] = {}
@@ -114,7 +117,11 @@ class Worker:
 
     def stop(self) -> None:
         """Stop claiming; running jobs get ``grace`` seconds, then are handed back."""
-        self._call(self._stopping.set)
+
+        def soon() -> None:  # looks the event up when called: run() makes it
+            self._stopping.set()
+
+        self._call(soon)
 
     def kill(self) -> None:
         """Stop now: running jobs are interrupted and handed back at once."""
@@ -208,6 +215,7 @@ class Worker:
             pause = 0.1
             self._last_claim = time.monotonic()
             for job in jobs:
+                self._tally(job).observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
                 entry = _Running(job)
                 self._running[job.id] = entry
                 entry.task = tg.create_task(self._run_one(entry))
@@ -242,16 +250,33 @@ class Worker:
             self._outcomes.append(outcome)
             self._outcome_ready.set()
 
+    def _tally(self, job: JobRecord) -> TaskStats:
+        """The stats of ``job``'s queue and task (names this worker does not know share one,
+        so that a flood of unknown names cannot grow them)."""
+        per_task = self._task_stats.get(job.queue)
+        if per_task is None:
+            per_task = self._task_stats[job.queue] = {}
+        name = job.task if job.task in self.app.tasks else UNKNOWN_TASK
+        stats = per_task.get(name)
+        if stats is None:
+            stats = per_task[name] = TaskStats()
+        return stats
+
     def _log_outcome(self, job: JobRecord, out: Outcome, took: float) -> None:
         what = f"job {job.id} {job.task}"
         tries = f"attempt {job.attempts}/{job.max_attempts}"
         err = out.error
+        tally = self._tally(job)
+        if out.status is not Status.CANCELLED:
+            tally.observe_run(took)
         if out.status is Status.SUCCEEDED:
             self.stats["succeeded"] += 1
+            tally.succeeded += 1
             if log.isEnabledFor(logging.INFO):
                 log.info("%s succeeded in %s (%s)", what, _ms(took), tries)
         elif out.status in (Status.SCHEDULED, Status.QUEUED):
             self.stats["retried"] += 1
+            tally.retried += 1
             delay = max((out.eta or out.finished_at) - out.finished_at, 0.0)
             log.warning(
                 "%s failed (%s): %s: %s; retry in %s",
@@ -259,12 +284,14 @@ class Worker:
             )  # fmt: skip
         elif out.status is Status.FAILED:
             self.stats["failed"] += 1
+            tally.failed += 1
             log.error(
                 "%s failed for good (%s): %s: %s",
                 what, tries, err and err.type, err and err.message,
             )  # fmt: skip
         else:
             self.stats["cancelled"] += 1
+            tally.cancelled += 1
             log.info("%s cancelled while running", what)
 
     async def _flush_loop(self) -> None:
@@ -304,6 +331,12 @@ class Worker:
             started_at=self._started_at,
             seen_at=now,
             running=list(self._running),
+            lease=self.lease,
+            # Copies: the memory broker keeps the object, and the counters go on moving.
+            stats={
+                queue: {task: stats.snapshot() for task, stats in per_task.items()}
+                for queue, per_task in self._task_stats.items()
+            },
         )
 
     async def _heartbeat_loop(self) -> None:

@@ -8,6 +8,7 @@ Python followed by a write. The memory broker is the executable specification an
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -47,8 +48,56 @@ class HeartbeatReply(msgspec.Struct, frozen=True):
     cancel: list[str] = msgspec.field(default_factory=list)
 
 
+BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+"""Upper bounds in seconds of the run-time and wait-time histogram buckets (then +Inf)."""
+
+
+def _no_observations() -> list[int]:
+    return [0] * (len(BUCKETS) + 1)
+
+
+class TaskStats(msgspec.Struct, kw_only=True):
+    """What one worker did for one task in one queue since it started: the raw material of
+    ``/metrics``, summed over workers by whoever reads :attr:`WorkerInfo.stats`.
+
+    ``run`` (how long attempts ran) and ``wait`` (claim time minus eta: how long a due job
+    waited for a worker) count observations per bucket of :data:`BUCKETS`, not cumulatively;
+    the last entry counts those above the largest bound.
+    """
+
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    run: list[int] = msgspec.field(default_factory=_no_observations)
+    run_sum: float = 0.0
+    wait: list[int] = msgspec.field(default_factory=_no_observations)
+    wait_sum: float = 0.0
+
+    def observe_run(self, seconds: float) -> None:
+        """Count one attempt that ran for ``seconds``."""
+        self.run[bisect_left(BUCKETS, seconds)] += 1
+        self.run_sum += seconds
+
+    def observe_wait(self, seconds: float) -> None:
+        """Count one job that started ``seconds`` after it was due."""
+        self.wait[bisect_left(BUCKETS, seconds)] += 1
+        self.wait_sum += seconds
+
+    def snapshot(self) -> TaskStats:
+        """A copy that later observations leave unchanged."""
+        return msgspec.structs.replace(self, run=list(self.run), wait=list(self.wait))
+
+
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """What a worker reports about itself with each heartbeat."""
+    """What a worker reports about itself with each heartbeat.
+
+    Brokers store it whole, as opaque JSON. ``lease`` tells readers how long to consider the
+    worker alive after ``seen_at`` (0: unknown). ``stats`` holds, per queue then per task, the
+    worker's cumulative counters and histograms (:class:`TaskStats`).
+    """
 
     id: str
     hostname: str
@@ -58,6 +107,8 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     started_at: float
     seen_at: float
     running: list[str] = msgspec.field(default_factory=list)
+    lease: float = 0.0
+    stats: dict[str, dict[str, TaskStats]] = msgspec.field(default_factory=dict)
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,7 +177,8 @@ class Broker(Protocol):
     ) -> list[JobRecord]:
         """Take up to ``limit`` due jobs of ``queues`` for ``worker``.
 
-        Due means status scheduled or queued with ``eta <= now``. Order: highest priority
+        Due means status scheduled or queued with ``eta <= now``; paused queues are
+        skipped. Order: highest priority
         first, then oldest eta. Each claimed job becomes running with ``attempts + 1``, a
         fresh ``token`` (greater than any before for that job), ``worker``, ``started_at``
         = now and ``lease_until = now + lease``. Returned in claim order.
@@ -134,7 +186,11 @@ class Broker(Protocol):
         ...
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        """Return when work may be due in ``queues``, or after ``timeout`` seconds."""
+        """Return when work may be due in ``queues``, or after ``timeout`` seconds.
+
+        Jobs in a paused queue never make it return early (a worker would spin); resuming
+        a queue may wake it.
+        """
         ...
 
     async def heartbeat(
@@ -176,6 +232,17 @@ class Broker(Protocol):
 
     async def workers(self, now: float, ttl: float) -> list[WorkerInfo]:
         """Workers whose last heartbeat is under ``ttl`` seconds old."""
+        ...
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume ``queue``: a paused queue's jobs wait; claim takes none of them.
+
+        The pause is stored in the broker, so every worker honours it at its next claim.
+        """
+        ...
+
+    async def paused(self) -> list[str]:
+        """The names of the paused queues, sorted."""
         ...
 
     async def cancel(self, job_id: str, now: float) -> JobRecord | None:

@@ -61,6 +61,7 @@ class MemoryBroker:
         self._scheduled: dict[str, list[tuple[float, str]]] = {}
         self._ready: dict[str, list[tuple[int, float, str]]] = {}
         self._workers: dict[str, WorkerInfo] = {}
+        self._paused: set[str] = set()
         self._waiters: set[_Waiter] = set()
 
     def copy(self) -> Broker:
@@ -134,6 +135,7 @@ class MemoryBroker:
         """Take up to ``limit`` due jobs, highest priority then oldest eta first."""
         claimed: list[JobRecord] = []
         with self._lock:
+            queues = [q for q in queues if q not in self._paused]
             for queue in queues:
                 self._promote(queue, now)
             heads: list[tuple[int, float, str, str]] = []
@@ -159,6 +161,7 @@ class MemoryBroker:
         """Return on an enqueue into ``queues``, when a scheduled job falls due, or on timeout."""
         now = time.time()
         with self._lock:
+            queues = [q for q in queues if q not in self._paused]
             for q in queues:
                 self._promote(q, now)
             if any(self._ready.get(q) for q in queues):
@@ -281,6 +284,20 @@ class MemoryBroker:
         """Workers seen within ``ttl`` seconds."""
         with self._lock:
             return [w for w in self._workers.values() if w.seen_at > now - ttl]
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue."""
+        with self._lock:
+            if paused:
+                self._paused.add(queue)
+            else:
+                self._paused.discard(queue)
+                self._notify({queue})
+
+    async def paused(self) -> list[str]:
+        """The paused queues, sorted."""
+        with self._lock:
+            return sorted(self._paused)
 
     async def cancel(self, job_id: str, now: float) -> JobRecord | None:
         """Cancel a pending job at once; flag a running one for its worker."""

@@ -1,0 +1,65 @@
+"""Helpers of the worker tests: run a worker in the test's loop, poll with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import conveyor
+from conveyor.job import JobRecord, Status
+
+WAIT = 10.0
+"""The longest any test waits for something to happen; far above what it takes."""
+
+
+async def eventually(check: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
+    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout}s waiting for {what or check}")
+        await asyncio.sleep(0.005)
+
+
+async def until_status(
+    app: conveyor.Conveyor, job_id: str, *statuses: Status, timeout: float = WAIT
+) -> JobRecord:
+    """Poll the broker until the job is in one of ``statuses``; return its record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = await record_of(app, job_id)
+        if record.status in statuses:
+            return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {record.status} after {timeout}s")
+        await asyncio.sleep(0.005)
+
+
+async def record_of(app: conveyor.Conveyor, job_id: str) -> JobRecord:
+    """The job's record as the broker has it now (read through the app, on its own loop)."""
+    return (await app.get_job_async(job_id)).record
+
+
+@asynccontextmanager
+async def running(
+    app: conveyor.Conveyor, *, grace: float = 2.0, poll: float = 0.05, **options: Any
+) -> AsyncIterator[conveyor.Worker]:
+    """Run a Worker as a task of the test's loop; stop it and check it ended cleanly."""
+    worker = conveyor.Worker(app, grace=grace, poll=poll, **options)
+    task = asyncio.create_task(worker.run(), name=f"worker {worker.id}")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        # A worker that crashed re-raises here and fails the test.
+        await asyncio.wait_for(task, timeout=grace + WAIT)
+
+
+async def run_burst(app: conveyor.Conveyor, **options: Any) -> conveyor.Worker:
+    """Run a burst worker until no due job is left; return it (for its stats)."""
+    worker = conveyor.Worker(app, burst=True, poll=0.05, **options)
+    assert await asyncio.wait_for(worker.run(), timeout=WAIT) == 0
+    return worker

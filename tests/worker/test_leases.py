@@ -1,0 +1,98 @@
+"""Leases and fencing: a worker that lost its lease cannot overwrite the new holder's result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+import conveyor
+from conveyor import Status
+from conveyor.brokers.memory import LEASE_EXPIRED
+from tests.worker.support import WAIT, eventually, record_of, running
+
+
+async def test_lost_lease_outcome_is_refused(
+    app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker paused past its lease has its late outcome refused and logged."""
+    caplog.set_level(logging.WARNING, logger="conveyor.worker")
+    first_started = asyncio.Event()
+    release_first = asyncio.Event()
+    attempt = 0
+
+    @app.task(retries=2)
+    async def render() -> str:
+        nonlocal attempt
+        attempt += 1
+        if attempt == 1:
+            first_started.set()
+            await release_first.wait()  # the "paused" first worker
+            return "first"
+        return "second"
+
+    job = render.enqueue()
+    # concurrency=1 keeps the first worker from claiming the job back itself.
+    async with running(app, name="w1", concurrency=1) as w1:
+        await asyncio.wait_for(first_started.wait(), WAIT)
+        # w1 misses its heartbeats: from the broker's view its lease has long expired.
+        assert await app.broker.recover(time.time() + 3600) == [job.id]
+        requeued = await record_of(app, job.id)
+        assert (requeued.status, requeued.attempts) == (Status.QUEUED, 1)
+        assert requeued.error is not None
+        assert requeued.error.type == LEASE_EXPIRED
+        async with running(app, name="w2"):
+            assert await job.result_async(timeout=WAIT) == "second"
+        # w1 wakes up and reports its (stale) outcome.
+        release_first.set()
+        await eventually(lambda: "refused" in caplog.text, what="the refusal to be logged")
+    assert f"outcome of job {job.id} refused" in caplog.text
+    record = await record_of(app, job.id)
+    assert (record.status, record.result, record.attempts) == (Status.SUCCEEDED, "second", 2)
+    assert w1.exit_code == 0
+
+
+async def test_lost_lease_noticed_by_heartbeat_stops_the_task(
+    app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When a heartbeat finds the lease lost, the worker stops the task and records nothing."""
+    caplog.set_level(logging.WARNING, logger="conveyor.worker")
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    @app.task(retries=2)
+    async def long_job() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    job = long_job.enqueue()
+    async with running(app, concurrency=1, lease=0.6) as worker:
+        await asyncio.wait_for(started.wait(), WAIT)
+        await app.broker.recover(time.time() + 3600)
+        # Another worker takes the job over (and keeps it) before w1's next heartbeat.
+        [taken] = await app.broker.claim(["default"], "other", 1, 3600, time.time())
+        assert taken.id == job.id
+        await asyncio.wait_for(stopped.wait(), WAIT)
+    assert "lease lost to another worker" in caplog.text
+    record = await record_of(app, job.id)
+    assert (record.status, record.worker, record.token) == (Status.RUNNING, "other", taken.token)
+    assert worker.stats == {"succeeded": 0, "failed": 0, "retried": 0, "cancelled": 0}
+
+
+async def test_heartbeats_keep_a_long_job_alive(app: conveyor.Conveyor) -> None:
+    """A job running longer than its lease is kept: heartbeats renew the lease."""
+
+    @app.task
+    async def longer_than_lease() -> str:
+        await asyncio.sleep(0.75)  # the work itself: two and a half leases of 0.3 s
+        return "done"
+
+    job = longer_than_lease.enqueue()
+    async with running(app, lease=0.3):
+        assert await job.result_async(timeout=WAIT) == "done"
+    assert (await record_of(app, job.id)).attempts == 1

@@ -1,0 +1,212 @@
+"""Jobs run and their results come back: sync and async tasks, every way to enqueue."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import time
+
+import pytest
+
+import conveyor
+from conveyor import Call, Status
+from tests.worker.support import WAIT, record_of, run_burst, running
+
+
+async def test_sync_and_async_tasks_run_and_results_read_back(app: conveyor.Conveyor) -> None:
+    """A sync task (in a thread) and an async task (on the loop) both succeed."""
+    threads: list[str] = []
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        threads.append(threading.current_thread().name)
+        return x + y
+
+    @app.task
+    async def measure(name: str, *, width: int = 100) -> dict[str, int]:
+        await asyncio.sleep(0)
+        return {name: width}
+
+    async with running(app):
+        j1 = add.enqueue(2, 3)
+        j2 = await measure.enqueue_async("a", width=7)
+        assert await j1.result_async(timeout=WAIT) == 5
+        assert await j2.result_async(timeout=WAIT) == {"a": 7}
+    assert threads
+    assert threads[0].startswith("conveyor-task")
+    # Finished jobs read back through the sync API too (they need no worker any more).
+    assert j1.result() == 5
+    assert j1.status is Status.SUCCEEDED
+    fetched = app.get_job(j2.id)
+    assert (fetched.status, fetched.result(), fetched.attempts) == (Status.SUCCEEDED, {"a": 7}, 1)
+    assert fetched.task == measure.name
+    assert fetched.started_at is not None
+    assert fetched.finished_at is not None
+    assert fetched.created_at <= fetched.started_at <= fetched.finished_at
+    assert fetched.worker is None
+    assert fetched.error is None
+
+
+async def test_task_name_defaults_to_module_and_qualname(app: conveyor.Conveyor) -> None:
+    """A task is named after its module and qualified name, and its jobs carry that name."""
+
+    @app.task
+    def noop() -> None:
+        return None
+
+    assert noop.name == f"{__name__}.{noop.fn.__qualname__}"
+    assert app.tasks[noop.name] is noop
+    job = noop.enqueue()
+    assert job.task == noop.name
+    await run_burst(app)
+    await job.result_async(timeout=WAIT)
+    assert (await job.refresh_async()).status is Status.SUCCEEDED
+
+
+async def test_enqueue_many_and_by_name(app: conveyor.Conveyor) -> None:
+    """enqueue_many with Call, its async twin, and app.enqueue by name all run."""
+
+    @app.task(name="math.add")
+    def add(x: int, y: int = 0) -> int:
+        return x + y
+
+    many = add.enqueue_many([Call(1, 2), Call(3, y=4), Call(5)])
+    many_async = await add.enqueue_many_async([Call(10, 1)])
+    by_name = app.enqueue("math.add", args=[20], kwargs={"y": 2})
+    by_name_async = await app.enqueue_async("math.add", args=[30, 3])
+    assert add.enqueue_many([]) == []
+    assert len({j.id for j in [*many, *many_async, by_name, by_name_async]}) == 6
+    await run_burst(app)
+    results = [await j.result_async(timeout=WAIT) for j in many]
+    assert results == [3, 7, 5]
+    assert await many_async[0].result_async(timeout=WAIT) == 11
+    assert await by_name.result_async(timeout=WAIT) == 22
+    assert await by_name_async.result_async(timeout=WAIT) == 33
+
+
+async def test_options_are_applied_to_the_job(app: conveyor.Conveyor) -> None:
+    """options(delay, priority, key, queue) show on the job, which runs from that queue."""
+
+    @app.task(queue="images", priority=1, retries=2)
+    def resize(image_id: str) -> str:
+        return image_id.upper()
+
+    before = time.time()
+    job = resize.options(delay=0.05, priority=9, key="resize:abc", queue="urgent").enqueue("abc")
+    assert (job.queue, job.priority, job.key, job.max_attempts) == ("urgent", 9, "resize:abc", 3)
+    assert job.status is Status.SCHEDULED
+    assert job.eta >= before + 0.05
+    plain = resize.enqueue("def")
+    assert (plain.queue, plain.priority, plain.key) == ("images", 1, None)
+    async with running(app, queues=["urgent", "images"]):
+        assert await job.result_async(timeout=WAIT) == "ABC"
+        assert await plain.result_async(timeout=WAIT) == "DEF"
+
+
+async def test_a_worker_runs_only_its_queues(app: conveyor.Conveyor) -> None:
+    """A job in a queue the worker does not consume stays queued."""
+
+    @app.task
+    def echo(v: int) -> int:
+        return v
+
+    elsewhere = echo.options(queue="elsewhere").enqueue(1)
+    here = echo.enqueue(2)
+    await run_burst(app, queues=["default"])
+    assert await here.result_async(timeout=WAIT) == 2
+    assert (await record_of(app, elsewhere.id)).status is Status.QUEUED
+
+
+async def test_wrong_arguments_are_refused_at_enqueue(app: conveyor.Conveyor) -> None:
+    """Arguments that do not bind to the signature raise TypeError naming the task."""
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with pytest.raises(TypeError, match=rf"cannot enqueue {add.name}: missing .*'y'"):
+        add.enqueue(1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=rf"cannot enqueue {add.name}: too many"):
+        await add.enqueue_async(1, 2, 3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=rf"cannot enqueue {add.name}: .*'z'"):
+        add.options(priority=1).enqueue(1, 2, z=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=rf"cannot enqueue {add.name}"):
+        add.enqueue_many([Call(1, 2), Call(1)])
+    with pytest.raises(TypeError, match=rf"cannot enqueue {add.name}"):
+        app.enqueue(add.name, args=[1, 2, 3])
+    assert await app.broker.counts() == {}
+
+
+async def test_non_json_arguments_are_refused_at_enqueue(app: conveyor.Conveyor) -> None:
+    """A set or datetime argument raises SerializationError naming it; nothing is enqueued."""
+
+    @app.task
+    def schedule(ids: list[int], *, when: dt.datetime | None = None) -> None:
+        return None
+
+    with pytest.raises(conveyor.SerializationError, match=r"args\[0\] = \{1, 2\}"):
+        schedule.enqueue({1, 2})  # type: ignore[arg-type]
+    with pytest.raises(conveyor.SerializationError, match=r"kwargs\['when'\]"):
+        await schedule.enqueue_async([1], when=dt.datetime.now(dt.UTC))
+    with pytest.raises(conveyor.SerializationError, match=schedule.name):
+        app.enqueue(schedule.name, args=[[object()]])
+    with pytest.raises(conveyor.SerializationError):
+        schedule.enqueue_many([Call([1]), Call([2], when=dt.datetime.now(dt.UTC))])
+    assert await app.broker.counts() == {}
+
+
+async def test_payload_too_large_is_refused(app: conveyor.Conveyor) -> None:
+    """Arguments over the app's max_payload raise PayloadTooLarge at enqueue."""
+    small = conveyor.Conveyor("memory://", max_payload=64)
+
+    @small.task
+    def store(blob: str) -> None:
+        return None
+
+    with pytest.raises(conveyor.PayloadTooLarge, match=store.name):
+        store.enqueue("x" * 100)
+    assert await small.broker.counts() == {}
+
+
+async def test_get_job_of_an_unknown_id(app: conveyor.Conveyor) -> None:
+    """get_job and cancel raise JobNotFound for an id that never existed."""
+    with pytest.raises(conveyor.JobNotFound):
+        await app.get_job_async("0" * 26)
+    with pytest.raises(conveyor.JobNotFound):
+        await app.cancel_async("0" * 26)
+
+
+async def test_result_times_out_while_no_worker_runs(app: conveyor.Conveyor) -> None:
+    """result(timeout=...) raises ResultTimeout while the job is still queued."""
+
+    @app.task
+    def noop() -> None:
+        return None
+
+    job = noop.enqueue()
+    with pytest.raises(conveyor.ResultTimeout, match="still queued"):
+        await job.result_async(timeout=0.05)
+
+
+def test_sync_producer_with_a_worker_in_another_thread(app: conveyor.Conveyor) -> None:
+    """Plain sync code enqueues and waits on results while a worker runs in a thread."""
+
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    worker = conveyor.Worker(app, poll=0.05, grace=1.0)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(asyncio.run(worker.run())))
+    thread.start()
+    try:
+        jobs = [double.enqueue(i) for i in range(5)]
+        assert [j.result(timeout=WAIT) for j in jobs] == [0, 2, 4, 6, 8]
+        assert jobs[0].refresh().status is Status.SUCCEEDED
+    finally:
+        worker.stop()  # from another thread than the worker's
+        thread.join(timeout=WAIT)
+    assert not thread.is_alive()
+    assert codes == [0]
+    assert worker.stats["succeeded"] == 5
