@@ -288,3 +288,8 @@ class Conveyor:
         """Close the app's broker connection and its portal thread."""
         self._portal.call(self._close_here())
         self._portal.close()
+
+    async def close_async(self) -> None:
+        """Async twin of :meth:`close`."""
+        await self._portal.call_async(self._close_here())
+        self._portal.close()

@@ -224,7 +224,11 @@ class Worker:
             if not jobs and self.burst and not self._running:
                 log.info("worker %s: no due jobs left, burst done", self.id)
                 break
-            await _first(self.broker.wait(self.queues, self.poll), self._stopping.wait())
+            idle = [self.broker.wait(self.queues, self.poll), self._stopping.wait()]
+            if self.burst:  # the last job's end may be the moment to exit
+                self._capacity.clear()
+                idle.append(self._capacity.wait())
+            await _first(*idle)
 
     async def _run_one(self, entry: _Running) -> None:
         job = entry.job

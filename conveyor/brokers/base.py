@@ -213,7 +213,8 @@ class Broker(Protocol):
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as queued and due now, without counting the attempt.
 
-        A lease whose token is no longer current is ignored (fencing)."""
+        A lease whose token is no longer current is ignored (fencing). A job that was asked
+        to cancel becomes cancelled instead."""
         ...
 
     async def recover(self, now: float) -> list[str]:

@@ -161,12 +161,12 @@ class MemoryBroker:
         """Return on an enqueue into ``queues``, when a scheduled job falls due, or on timeout."""
         now = time.time()
         with self._lock:
-            queues = [q for q in queues if q not in self._paused]
-            for q in queues:
+            active = [q for q in queues if q not in self._paused]
+            for q in active:
                 self._promote(q, now)
-            if any(self._ready.get(q) for q in queues):
+            if any(self._ready.get(q) for q in active):
                 return
-            etas = [h[0][0] for q in queues if (h := self._scheduled.get(q))]
+            etas = [h[0][0] for q in active if (h := self._scheduled.get(q))]
             if etas:
                 timeout = max(0.0, min(timeout, min(etas) - now))
             waiter = _Waiter(asyncio.get_running_loop(), frozenset(queues))
@@ -233,6 +233,9 @@ class MemoryBroker:
                     continue
                 job.attempts = max(job.attempts - 1, 0)
                 job.worker = None
+                if job.cancel_requested:  # asked to stop anyway: do not run it again
+                    self._end(job, Status.CANCELLED, now)
+                    continue
                 job.lease_until = None
                 job.eta = now
                 self._push(job, now)
@@ -382,9 +385,9 @@ class MemoryBroker:
                     continue
                 if where.task is not None and job.task != where.task:
                     continue
-                out.append(self._snapshot(job))
                 if len(out) >= where.limit:
                     break
+                out.append(self._snapshot(job))
             return out
 
 

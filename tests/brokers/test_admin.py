@@ -45,6 +45,7 @@ async def test_list_is_newest_first(broker: Broker) -> None:
     await broker.enqueue(jobs[2:])
     assert await ids(broker, JobFilter()) == [j.id for j in reversed(jobs)]
     assert await ids(broker, JobFilter(limit=2)) == [jobs[4].id, jobs[3].id]
+    assert await ids(broker, JobFilter(limit=0)) == []
 
 
 async def _mixed(broker: Broker) -> list[JobRecord]:

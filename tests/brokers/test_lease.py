@@ -198,3 +198,18 @@ async def test_released_lease_is_dead(broker: Broker) -> None:
     done = outcome(running, Status.SUCCEEDED, finished_at=now + 2)
     assert await broker.finish([done]) == [job.id]
     assert (await must_get(broker, job.id)).status is Status.QUEUED
+
+
+async def test_release_of_a_job_asked_to_cancel_cancels_it(broker: Broker) -> None:
+    """A job handed back at shutdown after a cancel request is cancelled, not run again."""
+    [job] = await broker.enqueue([make_job(key="k")])
+    now = time.time()
+    running = await claim_one(broker, job.id, now=now)
+    await broker.cancel(job.id, now + 1)
+    await broker.release([lease_of(running)], now + 2)
+    back = await must_get(broker, job.id)
+    assert back.status is Status.CANCELLED
+    assert back.finished_at == at(now + 2)
+    assert await claim(broker, now=now + 3) == []
+    [again] = await broker.enqueue([make_job(key="k")])
+    assert again.id != job.id  # the key was freed

@@ -47,6 +47,8 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (status, finished_at)
 -- producers cannot both insert one; finishing a job frees its key.
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (key)
     WHERE key IS NOT NULL AND status IN ('scheduled', 'queued', 'running');
+-- Paused queues: claim and wait skip them.
+CREATE TABLE IF NOT EXISTS paused (queue TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
     info TEXT NOT NULL,              -- JSON WorkerInfo
@@ -68,10 +70,11 @@ SELECT * FROM jobs WHERE key = :key AND status IN ('scheduled', 'queued', 'runni
 SELECT * FROM jobs WHERE id = :id;
 
 -- name: promote
--- Scheduled jobs of the claimed queues whose eta has come become queued.
+-- Scheduled jobs of the claimed queues whose eta has come become queued (paused queues' stay).
 UPDATE jobs SET status = 'queued'
 WHERE status = 'scheduled' AND eta <= :now
-    AND queue IN (SELECT value FROM json_each(:queues));
+    AND queue IN (SELECT value FROM json_each(:queues))
+    AND queue NOT IN (SELECT queue FROM paused);
 
 -- name: claim
 -- The best `limit` queued jobs of the claimed queues. The candidates placeholder below becomes
@@ -91,15 +94,26 @@ WHERE rowid IN (
 RETURNING *;
 
 -- name: claim_candidates
+-- None when the queue is paused (SQLite evaluates that uncorrelated EXISTS once).
 SELECT * FROM (
     SELECT rowid AS job, priority, eta, id FROM jobs
     WHERE status = 'queued' AND queue = :queue
+        AND NOT EXISTS (SELECT 1 FROM paused WHERE paused.queue = :queue)
     ORDER BY priority DESC, eta, id LIMIT :limit
 )
 
 -- name: data_version
 -- Changes whenever another connection commits: a cheap way to notice other processes.
 PRAGMA data_version;
+
+-- name: paused
+SELECT queue FROM paused ORDER BY queue;
+
+-- name: pause
+INSERT INTO paused (queue) VALUES (:queue) ON CONFLICT DO NOTHING;
+
+-- name: resume
+DELETE FROM paused WHERE queue = :queue;
 
 -- name: any_queued
 SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND queue = :queue);
@@ -153,13 +167,16 @@ WHERE jobs.id = o.out_id AND jobs.token = o.out_token AND jobs.status = 'running
 RETURNING jobs.id, jobs.token, jobs.queue, jobs.status;
 
 -- name: release
--- Running jobs handed back at shutdown: due now, and the attempt does not count.
+-- Running jobs handed back at shutdown: due now, and the attempt does not count. A job that
+-- was asked to cancel is cancelled instead of run again.
 UPDATE jobs SET
-    status = 'queued',
+    status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
     attempts = max(attempts - 1, 0),
     worker = NULL,
     lease_until = NULL,
-    eta = :now
+    eta = CASE WHEN cancel_requested THEN eta ELSE :now END,
+    finished_at = CASE WHEN cancel_requested THEN :now ELSE NULL END,
+    cancel_requested = 0
 FROM (
     SELECT value ->> '$.id' AS lease_id, value ->> '$.token' AS lease_token
     FROM json_each(:leases)
@@ -168,9 +185,9 @@ WHERE jobs.id = held.lease_id AND jobs.token = held.lease_token AND jobs.status 
 RETURNING jobs.queue;
 
 -- name: expired
-SELECT id, worker, attempts FROM jobs
-WHERE status = 'running' AND lease_until <= :now
-ORDER BY id;
+-- No ORDER BY: sorting by id would tempt SQLite to walk the whole id index instead of
+-- the few expired entries of jobs_leases.
+SELECT id, worker, attempts FROM jobs WHERE status = 'running' AND lease_until <= :now;
 
 -- name: recover
 -- Each entry is [id, error]: the error explains the expiry (it names the worker and attempt).
