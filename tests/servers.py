@@ -29,7 +29,7 @@ def free_port() -> int:
 
 def missing(what: str) -> None:
     """Skip for lack of a server binary on a laptop; fail under CI."""
-    message = f"{what} is not installed (on Debian: apt-get install {what.split()[0]})"
+    message = f"{what} is not installed (on Debian: apt-get install {what.split(maxsplit=1)[0]})"
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI needs it: {message}")
     pytest.skip(message)
