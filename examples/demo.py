@@ -14,7 +14,7 @@ from typing import Any
 import conveyor
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".demo"
+DATA = Path(os.environ.get("CONVEYOR_DEMO_DIR", ROOT / ".demo"))
 
 
 def conveyor_cmd(*args: str) -> list[str]:
