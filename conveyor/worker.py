@@ -23,6 +23,7 @@ log = logging.getLogger("conveyor.worker")
 
 EXIT_OK = 0
 EXIT_RESTART = 3  # a sync task would not stop: the supervisor should replace this process
+FLUSH_AT_EXIT = 10.0  # seconds a stopping worker keeps retrying to record outcomes
 UNKNOWN_TASK = "(unknown)"  # the stats label of every task this worker has not registered
 
 
@@ -104,6 +105,7 @@ class Worker:
         self._last_claim = time.monotonic()
         self._sync = SyncRunner(concurrency)
         self._closing = False
+        self._give_up_at = float("inf")
         # Created in run(), on the worker's own loop.
         self._stopping: asyncio.Event
         self._killed: asyncio.Event
@@ -174,6 +176,7 @@ class Worker:
                 await self._claim_loop(tg)
                 await self._drain()
                 self._closing = True
+                self._give_up_at = time.monotonic() + FLUSH_AT_EXIT
                 self._outcome_ready.set()
                 await flusher
                 for chore in chores:
@@ -308,8 +311,10 @@ class Worker:
                 try:
                     refused = await self.broker.finish(batch)
                 except Exception as exc:
-                    if self._killed.is_set():
-                        log.error("dropping %d outcomes on kill: %s", len(batch), exc)
+                    if self._killed.is_set() or time.monotonic() > self._give_up_at:
+                        # Their leases expire and another worker runs the jobs again:
+                        # at-least-once holds, at the cost of a repeat.
+                        log.error("dropping %d outcomes at shutdown: %s", len(batch), exc)
                         return
                     log.error("recording %d outcomes failed (%s); retrying", len(batch), exc)
                     self._outcomes[:0] = batch

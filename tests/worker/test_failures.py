@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -265,3 +266,38 @@ async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor)
     assert await job.result_async(timeout=WAIT) == 2
     assert worker.stats["retried"] == 1
     assert worker.stats["succeeded"] == 1
+
+
+class DeadFinishBroker(MemoryBroker):
+    """A memory broker that can no longer record outcomes, as when it went down (fault
+    injection)."""
+
+    async def finish(self, outcomes: Sequence[Any]) -> list[str]:
+        """Always fail."""
+        raise conveyor.BrokerUnavailable("connection refused")
+
+
+async def test_a_stopping_worker_gives_up_on_an_unreachable_broker(
+    app: conveyor.Conveyor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outcomes that cannot be recorded at shutdown are dropped after a bound, not retried
+    forever; the job stays running until its lease expires and it runs again."""
+    monkeypatch.setattr("conveyor.worker.FLUSH_AT_EXIT", 0.3)
+    caplog.set_level(logging.ERROR, logger="conveyor.worker")
+    app.broker = DeadFinishBroker()
+
+    @app.task
+    def ping() -> str:
+        return "pong"
+
+    job = ping.enqueue()
+    worker = conveyor.Worker(app, lease=5.0)
+    runner = asyncio.ensure_future(worker.run())
+    await until_status(app, job.id, Status.RUNNING)
+    deadline = time.monotonic() + WAIT
+    while worker.stats["succeeded"] == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    worker.stop()
+    assert await asyncio.wait_for(runner, timeout=WAIT) == 0
+    assert "dropping 1 outcomes at shutdown" in caplog.text
+    assert (await record_of(app, job.id)).status is Status.RUNNING
