@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench bench-setup clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +30,19 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+## bench-setup: Conveyor's Redis and PostgreSQL extras in .venv; the peer task queues, pinned
+## in benchmarks/requirements-peers*.txt, in the benchmark's own venvs under .bench/
+bench-setup: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py --setup-only
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[redis,postgres]'
+	touch $(BENCH_STAMP)
+
+## bench: Conveyor against Celery, RQ, Dramatiq, arq, taskiq, SAQ, streaQ, Huey, PgQueuer and
+## Procrastinate, in one run (a table of ratios; .bench/results.json). Options: ARGS="--quick"
+bench: bench-setup
+	$(BIN)/python benchmarks/run.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) .bench .mypy_cache .pytest_cache .ruff_cache build dist

@@ -1,103 +1,399 @@
-"""Conveyor's benchmark: `make bench` (or `python benchmarks/run.py --help`).
+"""Conveyor against its peers, the same workloads in one run: `make bench`.
 
-Drain: enqueue N no-op jobs with `enqueue_many`, then time how long `conveyor worker
---processes 2` (already started and idle) takes to run them all. Reports the enqueue rate
-and the drain throughput per broker.
+Conveyor (memory, SQLite, Redis, PostgreSQL) runs from the project venv; Celery, RQ, Dramatiq,
+arq, taskiq, SAQ, streaQ and Huey (on one throwaway Redis) and PgQueuer and Procrastinate (on
+one throwaway PostgreSQL) run from the benchmark's own venvs, made on first use: .bench/venv
+from benchmarks/requirements-peers.txt, and .bench/venv-redis5 for arq and SAQ. Each system
+has 2 worker processes x 50 jobs at once (or its nearest equivalent, shown in the table).
+
+Workloads: drain (enqueue N no-op jobs, then time their drain by warm workers), latency
+(idle workers, jobs enqueued one by one 5 ms apart: enqueue-to-start p50 and p99) and I/O
+(jobs that each sleep 10 ms). Every figure is printed with its ratio to the Conveyor row of the
+same backend; results also go to .bench/results.json. How things are timed and counted:
+benchmarks/harness.py and benchmarks/systems/base.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import hashlib
+import importlib.util
+import json
 import os
+import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-import conveyor  # noqa: E402
-from conveyor.brokers import from_url  # noqa: E402
-from conveyor.job import Status  # noqa: E402
+from benchmarks import harness, report  # noqa: E402
+from benchmarks.servers import PostgresServer, RedisServer, ServerMissing  # noqa: E402
+from benchmarks.systems import SYSTEMS, VENVS, Spec, procs  # noqa: E402
+from benchmarks.systems.base import Settings  # noqa: E402
 
-
-def succeeded(url: str) -> int:
-    """How many jobs the broker holds as succeeded."""
-
-    async def count() -> int:
-        broker = from_url(url)
-        await broker.connect()
-        try:
-            counts = await broker.counts()
-            return sum(c.get(Status.SUCCEEDED, 0) for c in counts.values())
-        finally:
-            await broker.close()
-
-    return asyncio.run(count())
+BENCH = ROOT / ".bench"
+WORKLOADS = ("drain", "latency", "io")
 
 
-def drain(url: str, jobs: int, processes: int, concurrency: int, task: str) -> dict[str, float]:
-    """Enqueue ``jobs`` no-ops, then time the drain by ``processes`` workers."""
-    env = {**os.environ, "CONVEYOR_URL": url, "PYTHONPATH": str(ROOT)}
-    os.environ["CONVEYOR_URL"] = url
-    from benchmarks import bench_tasks
+@dataclass(frozen=True)
+class Plan:
+    """What to run: the sizes of the workloads and the workers' shape."""
 
-    app = conveyor.Conveyor(url)
-    target = getattr(bench_tasks, task)
-    noop = app.task(name=target.name)(target.fn)
-    noop.enqueue_many([])  # connect (and create the schema) before timing
-    worker = subprocess.Popen(
-        [
-            sys.executable, "-m", "conveyor", "--log-level", "WARNING", "worker",
-            "benchmarks.bench_tasks:app", "--processes", str(processes),
-            "--concurrency", str(concurrency),
-        ],
-        env=env, cwd=ROOT,
+    drain_jobs: int = 20_000
+    latency_jobs: int = 500
+    latency_interval: float = 0.005
+    io_jobs: int = 2_000
+    processes: int = 2
+    concurrency: int = 50
+    sleep: float = 0.01
+    workloads: tuple[str, ...] = WORKLOADS
+
+
+# -- the benchmark's own venvs -------------------------------------------------------------
+
+
+def venv_dir(name: str) -> Path:
+    """.bench/venv for the ``peers`` venv, .bench/venv-NAME for the others."""
+    return BENCH / ("venv" if name == "peers" else f"venv-{name}")
+
+
+def venv_python(name: str) -> Path:
+    """The Python of one of the benchmark's venvs."""
+    return venv_dir(name) / "bin" / "python"
+
+
+def ensure_venv(name: str) -> Path:
+    """Create a venv and install its pinned requirements, when missing or out of date."""
+    requirements = ROOT / "benchmarks" / VENVS[name]
+    venv = venv_dir(name)
+    stamp = venv / ".requirements.sha256"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if venv_python(name).exists() and stamp.exists() and stamp.read_text() == digest:
+        return venv_python(name)
+    print(f"setting up {venv.relative_to(ROOT)} from {requirements.relative_to(ROOT)} ...")
+    if not venv_python(name).exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [str(venv_python(name)), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
+        check=True, timeout=1800,
     )  # fmt: skip
+    stamp.write_text(digest)
+    return venv_python(name)
+
+
+# -- which systems can run ------------------------------------------------------------------
+
+
+def select(only: str | None) -> list[Spec]:
+    """The systems ``--only`` names: names, backends (``redis``...), ``conveyor``, ``peers``."""
+    if not only:
+        return list(SYSTEMS)
+    wanted = {w.strip().lower() for w in only.split(",") if w.strip()}
+    known = {s.name for s in SYSTEMS} | {s.backend for s in SYSTEMS} | {"conveyor", "peers"}
+    unknown = wanted - known
+    if unknown:
+        raise SystemExit(f"--only: unknown {sorted(unknown)}; known: {sorted(known)}")
+    return [
+        s
+        for s in SYSTEMS
+        if s.name in wanted
+        or s.backend in wanted
+        or ("peers" in wanted and s.peer)
+        or ("conveyor" in wanted and not s.peer)
+    ]
+
+
+def conveyor_missing(spec: Spec) -> str | None:
+    """Why a Conveyor row cannot run in this project venv, or None."""
+    needs = {"redis": ("redis", "redis"), "postgres": ("postgres", "psycopg")}
+    if spec.peer or spec.backend not in needs:
+        return None
+    module, package = needs[spec.backend]
+    if importlib.util.find_spec(f"conveyor.brokers.{module}") is None:
+        return f"Conveyor's {spec.backend} broker (conveyor/brokers/{module}.py) does not exist yet"
+    if importlib.util.find_spec(package) is None:
+        return (
+            f"{package} is not installed in .venv: make bench-setup (pip install -e '.[{module}]')"
+        )
+    return None
+
+
+# -- one system -----------------------------------------------------------------------------
+
+
+@dataclass
+class Servers:
+    """The throwaway servers of this run (None: not needed or not installed)."""
+
+    redis: RedisServer | None = None
+    postgres: PostgresServer | None = None
+    redis_error: str = ""
+    postgres_error: str = ""
+
+
+def settings_for(spec: Spec, plan: Plan, servers: Servers, tmp: Path) -> Settings:
+    """The ``BENCH_*`` settings of one system; prepares a clean database for it."""
+    for leftover in tmp.glob(f"{spec.name}.db*"):  # a fresh SQLite database each time
+        leftover.unlink()
+    settings = Settings(
+        backend=spec.backend,
+        sqlite_path=str(tmp / f"{spec.name}.db"),
+        records=str(tmp / f"{spec.name}.records"),
+        log=str(BENCH / "logs" / f"{spec.name}.log"),
+        concurrency=plan.concurrency,
+        processes=plan.processes,
+        sleep=plan.sleep,
+    )
+    if spec.backend == "redis":
+        if servers.redis is None:
+            raise harness.BenchError(servers.redis_error or "no Redis")
+        servers.redis.flush()
+        settings = replace(settings, redis_url=servers.redis.url)
+    if spec.backend == "postgres":
+        if servers.postgres is None:
+            raise harness.BenchError(servers.postgres_error or "no PostgreSQL")
+        url = servers.postgres.create_database("bench_" + spec.name.replace("-", "_"))
+        settings = replace(settings, postgres_url=url)
+    return settings
+
+
+def run_workload(target: harness.Target, plan: Plan, workload: str) -> dict[str, Any]:
+    """Run one workload on a system whose workers are up."""
+    print(f"  {workload} ...", end=" ", flush=True)
     try:
-        time.sleep(1.5)  # let the workers start and go idle: we time the drain, not imports
-        calls = [conveyor.Call() for _ in range(jobs)]
-        t0 = time.perf_counter()
-        noop.enqueue_many(calls)
-        t1 = time.perf_counter()
-        while (done := succeeded(url)) < jobs:
-            if time.perf_counter() - t1 > 300:
-                raise SystemExit(f"drain stalled at {done}/{jobs}")
-            time.sleep(0.02)
-        t2 = time.perf_counter()
+        if workload == "drain":
+            out = harness.batch(target, "noop", plan.drain_jobs, max(60.0, plan.drain_jobs / 100))
+        elif workload == "io":
+            out = harness.batch(target, "sleep", plan.io_jobs, max(60.0, plan.io_jobs / 20))
+            out["ideal_per_s"] = target.slots / plan.sleep
+        else:
+            out = harness.latency(target, plan.latency_jobs, plan.latency_interval, 30.0)
+    except harness.BenchError as exc:
+        out = {"error": str(exc)}
+    print(summary(workload, out), flush=True)
+    return out
+
+
+def summary(workload: str, out: dict[str, Any]) -> str:
+    """One line of progress."""
+    if "error" in out:
+        return f"error: {out['error']}"
+    if not out.get("complete"):
+        return f"timeout: {out.get('done', 0)}/{out['jobs']} done"
+    if workload == "latency":
+        return f"p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms"
+    rate, cpu = out.get("jobs_per_s"), out.get("cpu_us_per_job")
+    return f"{rate or 0:,.0f} jobs/s, {cpu or 0:,.0f} µs CPU/job, {out['blocked_slots']} blocked"
+
+
+def server_pids(spec: Spec, servers: Servers) -> list[int]:
+    """The processes of the server a system uses, for its CPU time."""
+    if spec.backend == "redis" and servers.redis is not None:
+        return servers.redis.pids
+    if spec.backend == "postgres" and servers.postgres is not None:
+        return servers.postgres.pids
+    return []
+
+
+@contextlib.contextmanager
+def session(
+    spec: Spec, plan: Plan, servers: Servers, tmp: Path, result: dict[str, Any]
+) -> Iterator[harness.Target]:
+    """A system on a clean broker, its driver and workers started and warm; stopped after."""
+    settings = settings_for(spec, plan, servers, tmp)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "BENCH_"))}
+    env |= settings.to_env() | {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    python = str(venv_python(spec.venv)) if spec.peer else sys.executable
+    driver = harness.Driver(python, spec.module, env, Path(settings.log))
+    started_procs: list[procs.Proc] = []
+    try:
+        info = driver.call("setup", timeout=120)
+        if "version" not in result:
+            print(f"  {info['version']}, {info['layout']}", flush=True)
+        result |= info
+        started = driver.call("start", timeout=60)
+        started_procs = [p for p in map(procs.identity, started["pids"]) if p is not None]
+        target = harness.Target(
+            driver,
+            started["pids"] or [driver.pid],
+            started["in_process"],
+            Path(settings.records),
+            int(info["slots"]),
+            server_pids(spec, servers),
+        )
+        harness.warm_up(target)
+        yield target
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
-        app.close()
-    return {"enqueue_per_s": jobs / (t1 - t0), "drain_per_s": jobs / (t2 - t1), "drain_s": t2 - t1}
+        driver.close()
+        # Whatever a failed driver left behind: only the very processes it started.
+        procs.terminate([p[0] for p in started_procs if procs.alive(p)], 10)
 
 
-def main() -> int:
-    """Run the benchmark and print a table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=500)
-    parser.add_argument("--task", choices=["noop", "noop_sync"], default="noop")
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
+def run_system(spec: Spec, plan: Plan, servers: Servers, tmp: Path) -> dict[str, Any]:
+    """Run the workloads on one system; after a time-out, go on with a fresh broker."""
+    result: dict[str, Any] = {"name": spec.name, "backend": spec.backend, "peer": spec.peer}
+    why = conveyor_missing(spec)
+    if why:
+        result["skipped"] = why
+        print(f"{spec.name}: skipped: {why}")
+        return result
+    print(f"{spec.name}:", flush=True)
+    (BENCH / "logs" / f"{spec.name}.log").write_bytes(b"")
+    pending = list(plan.workloads)
     try:
-        url = f"sqlite:///{tmp / 'bench.db'}"
-        r = drain(url, args.jobs, args.processes, args.concurrency, args.task)
+        while pending:
+            with session(spec, plan, servers, tmp, result) as target:
+                while pending:
+                    workload = pending.pop(0)
+                    result[workload] = out = run_workload(target, plan, workload)
+                    if pending and not out.get("complete"):
+                        print("  (jobs are left in the queue: restarting on an empty one)")
+                        break
+                    time.sleep(0.5)
+    except (harness.BenchError, ServerMissing, subprocess.SubprocessError, OSError) as exc:
+        result["error"] = str(exc)
+        print(f"  error: {exc}", flush=True)
+    return result
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def servers_for(specs: list[Spec], tmp: Path) -> Iterator[Servers]:
+    """Start the servers the chosen systems need; stop them at the end, whatever happens."""
+    servers = Servers()
+    try:
+        if any(s.backend == "redis" and not conveyor_missing(s) for s in specs):
+            root = tmp / "redis"
+            root.mkdir()
+            try:
+                servers.redis = RedisServer(root)
+                servers.redis.start()
+            except (ServerMissing, OSError) as exc:
+                servers.redis, servers.redis_error = None, str(exc)
+        if any(s.backend == "postgres" and not conveyor_missing(s) for s in specs):
+            root = tmp / "postgres"
+            root.mkdir()
+            root.chmod(0o755)
+            try:
+                servers.postgres = PostgresServer(root)
+                servers.postgres.start()
+            except (ServerMissing, OSError, subprocess.SubprocessError) as exc:
+                servers.postgres, servers.postgres_error = None, str(exc)
+        yield servers
+    finally:
+        if servers.redis is not None:
+            servers.redis.stop()
+        if servers.postgres is not None:
+            servers.postgres.stop()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    names = ", ".join(s.name for s in SYSTEMS)
+    parser.add_argument(
+        "--only", metavar="NAME,...", help=f"systems to run: {names}; or redis, postgres, "
+        "sqlite, memory, conveyor, peers",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="drain,latency,io (default: all)"
+    )
+    parser.add_argument("--jobs", type=int, help="jobs in the drain (default 20,000)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
+    parser.add_argument(
+        "--setup-only", action="store_true", help="make the venvs in .bench and exit"
+    )
+    parser.add_argument("--json", type=Path, default=BENCH / "results.json", help="results file")
+    return parser.parse_args(argv)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """The sizes from the options."""
+    workloads = tuple(w.strip() for w in args.workloads.split(",") if w.strip())
+    bad = set(workloads) - set(WORKLOADS)
+    if bad:
+        raise SystemExit(f"--workloads: unknown {sorted(bad)}; known: {', '.join(WORKLOADS)}")
+    plan = Plan(workloads=workloads)
+    if args.quick:
+        plan = replace(plan, drain_jobs=2_000, latency_jobs=100, io_jobs=500)
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise SystemExit("--jobs must be at least 1")
+        plan = replace(plan, drain_jobs=args.jobs)
+    return plan
+
+
+def legend(plan: Plan, load_before: float, load_after: float, seconds: float) -> str:
+    """What the table's figures are."""
+    ms = plan.sleep * 1000
+    return (
+        f"\nRatios: the figure over the Conveyor row's of the same backend (throughput: higher "
+        f"is better; latency, CPU: lower is better). Drain: {plan.drain_jobs:,} no-op jobs "
+        "enqueued while every worker slot was held by a blocking job, timed from their release "
+        f"to the last job's end. Latency: {plan.latency_jobs} jobs enqueued one by one "
+        f"{plan.latency_interval * 1000:.0f} ms apart to idle workers, enqueue to start. I/O: "
+        f"{plan.io_jobs:,} jobs sleeping {ms:.0f} ms, timed like the drain; % of the ideal, "
+        f"slots / {ms:.0f} ms. CPU: user + system time per job during the drain, of the worker "
+        f"processes and of the broker's server. {os.cpu_count()} cores; load average "
+        f"{load_before:.1f} before, {load_after:.1f} after; {seconds:.0f} s."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON."""
+    args = parse_args(argv)
+    if args.setup_only:
+        for name in VENVS:
+            ensure_venv(name)
+        return 0
+    plan = make_plan(args)
+    specs = select(args.only)
+    for name in sorted({s.venv for s in specs if s.venv}):
+        ensure_venv(name)
+    (BENCH / "logs").mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    started = time.time()
+    tmp = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
+    tmp.chmod(0o755)
+    results: list[dict[str, Any]] = []
+    try:
+        with servers_for(specs, tmp) as servers:
+            for spec in specs:
+                results.append(run_system(spec, plan, servers, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(
-        f"\n{'system':<20} {'enqueue jobs/s':>15} {'drain jobs/s':>13} {'drain s':>8}\n"
-        f"{'conveyor sqlite':<20} {r['enqueue_per_s']:>15,.0f} {r['drain_per_s']:>13,.0f}"
-        f" {r['drain_s']:>8.2f}\n"
-        f"({args.jobs:,} {args.task} jobs, {args.processes} worker processes x "
-        f"{args.concurrency} concurrency, {os.cpu_count()} cores)"
-    )
+    load_after = os.getloadavg()
+    seconds = time.time() - started
+    meta = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "seconds": round(seconds, 1),
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "plan": asdict(plan),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "systems": results}, indent=2) + "\n")
+    print()
+    print(report.table(results))
+    print(legend(plan, load_before[0], load_after[0], seconds))
+    print(f"Results: {args.json}")
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from conveyor._portal import Portal
 from conveyor.brokers import DEFAULT_URL, from_url
-from conveyor.brokers.base import Broker, Retention
+from conveyor.brokers.base import Broker, Retention, TransactionalBroker
 from conveyor.errors import ConfigurationError, JobNotFound
 from conveyor.handle import Job
 from conveyor.job import JobRecord
@@ -187,6 +187,7 @@ class Conveyor:
         key: str | None = None,
         retries: int | None = None,
         timeout: Seconds | None = None,
+        connection: object | None = None,
     ) -> Job[Any]:
         """Enqueue a job for the task called ``name``, which need not be imported here.
 
@@ -197,7 +198,7 @@ class Conveyor:
             queue=queue, priority=priority, delay=delay, eta=eta, key=key,
             retries=retries, timeout=timeout,
         )  # fmt: skip
-        return self._submit([self._by_name(name, args, kwargs, opts)])[0]
+        return self._submit([self._by_name(name, args, kwargs, opts)], connection)[0]
 
     async def enqueue_async(
         self,
@@ -212,13 +213,15 @@ class Conveyor:
         key: str | None = None,
         retries: int | None = None,
         timeout: Seconds | None = None,
+        connection: object | None = None,
     ) -> Job[Any]:
         """Async twin of :meth:`enqueue`."""
         opts = dict(
             queue=queue, priority=priority, delay=delay, eta=eta, key=key,
             retries=retries, timeout=timeout,
         )  # fmt: skip
-        return (await self._submit_async([self._by_name(name, args, kwargs, opts)]))[0]
+        record = self._by_name(name, args, kwargs, opts)
+        return (await self._submit_async([record], connection))[0]
 
     # -- the broker, through the portal -------------------------------------------------
 
@@ -237,12 +240,34 @@ class Conveyor:
         broker = await self._connected()
         return [Job(self, r) for r in await broker.enqueue(records)]
 
-    def _submit(self, records: list[JobRecord]) -> list[Job[Any]]:
+    def _transactional(self) -> TransactionalBroker:
+        if not isinstance(self.broker, TransactionalBroker):
+            raise ConfigurationError(
+                f"enqueue inside a transaction (connection=...) needs the PostgreSQL broker; "
+                f"this app uses {self.url.partition(':')[0]}://"
+            )
+        return self.broker
+
+    def _submit(self, records: list[JobRecord], connection: object | None = None) -> list[Job[Any]]:
+        if connection is not None:
+            # On the caller's connection and thread, in its transaction; the portal only
+            # makes sure once that the schema exists.
+            broker = self._transactional()
+            if not self._is_connected:
+                self._portal.call(self._connected())
+            return [Job(self, r) for r in broker.enqueue_in(connection, records)]
         if not records:
             return []
         return self._portal.call(self._enqueue_here(records))
 
-    async def _submit_async(self, records: list[JobRecord]) -> list[Job[Any]]:
+    async def _submit_async(
+        self, records: list[JobRecord], connection: object | None = None
+    ) -> list[Job[Any]]:
+        if connection is not None:
+            broker = self._transactional()
+            if not self._is_connected:
+                await self._portal.call_async(self._connected())
+            return [Job(self, r) for r in await broker.enqueue_in_async(connection, records)]
         if not records:
             return []
         return await self._portal.call_async(self._enqueue_here(records))

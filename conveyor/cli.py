@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import msgspec
 
 from conveyor.app import Conveyor
 from conveyor.brokers.base import Broker, JobFilter
-from conveyor.errors import ConfigurationError, ConveyorError, JobNotFound
+from conveyor.errors import ConfigurationError, ConveyorError, JobNotFound, MissingDependency
 from conveyor.job import FINISHED, JobRecord, Status
 
 T = TypeVar("T")
@@ -260,6 +261,74 @@ def cmd_failed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the PostgreSQL broker's schema, or print its SQL (``--sql``)."""
+    app = app_for(args)
+    scheme = app.url.partition(":")[0].lower()
+    if scheme not in ("postgresql", "postgres"):
+        print(f"nothing to migrate: the {scheme}:// broker creates what it needs on first use")
+        return 0
+    from conveyor.brokers.postgres import PostgresBroker
+
+    broker = app.broker
+    assert isinstance(broker, PostgresBroker)
+    if args.sql:
+        print(broker.migration_sql(), end="")
+        return 0
+
+    async def migrate() -> tuple[int, int]:
+        try:
+            return await broker.migrate()
+        finally:
+            await broker.close()
+
+    before, after = asyncio.run(migrate())
+    if before == after:
+        print(f"PostgreSQL schema {broker.schema} is up to date (version {after})")
+    else:
+        print(f"PostgreSQL schema {broker.schema} migrated from version {before} to {after}")
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` keeps the server on this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the HTTP API, the Prometheus metrics and the dashboard on uvicorn."""
+    token = args.token or os.environ.get("CONVEYOR_API_TOKEN") or None
+    if token is None and not args.insecure and not is_loopback(args.host):
+        raise UsageError(
+            f"refusing to serve on {args.host} without a token: anyone who can reach it could "
+            "enqueue, cancel and delete jobs. Pass --token (or set CONVEYOR_API_TOKEN), or "
+            "--insecure if only trusted clients can reach that address"
+        )
+    if args.max_body < 1:
+        raise UsageError(f"--max-body must be at least 1 byte, got {args.max_body}")
+    try:
+        from conveyor.web import WebSettings, create_app
+        from conveyor.web.serve import serve
+    except ImportError as exc:
+        raise MissingDependency(
+            f"conveyor serve needs an extra: pip install 'conveyor[web]' ({exc})"
+        ) from exc
+    app = load_app(args.target)
+    settings = WebSettings(token=token, allow_unknown=args.allow_unknown, max_body=args.max_body)
+    # Without a token, answer only to this machine's names: a web page elsewhere cannot
+    # reach the server through a DNS name that resolves to 127.0.0.1 (DNS rebinding).
+    hosts = (
+        None if token or args.insecure else ["localhost", "127.0.0.1", "::1", "[::1]", args.host]
+    )
+    web = create_app(app, settings, allowed_hosts=hosts)
+    return serve(web, app, host=args.host, port=args.port, access_log=args.access_log)
+
+
 # -- the parser ----------------------------------------------------------------------------
 
 
@@ -268,6 +337,24 @@ def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
     p.add_argument("-u", "--url", help="a broker URL instead of an app (or $CONVEYOR_URL)")
     if json_flag:
         p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("serve", help="serve the HTTP API, metrics and dashboard")
+    s.add_argument("target", nargs="?", help="the app as module:attribute (or $CONVEYOR_APP)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8181, help="port (default 8181)")
+    s.add_argument("--token", help="API token required by every route (or $CONVEYOR_API_TOKEN)")
+    s.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback address without a token"
+    )
+    s.add_argument(
+        "--allow-unknown", action="store_true", help="accept jobs for tasks the app does not know"
+    )
+    s.add_argument(
+        "--max-body", type=int, default=1024 * 1024, help="largest request body in bytes (1 MiB)"
+    )
+    s.add_argument("--access-log", action="store_true", help="log every request")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--grace", type=float, default=30.0, help="shutdown grace seconds")
     w.add_argument("--log-level", dest="worker_log_level", help=argparse.SUPPRESS)
     w.add_argument("--log-file", dest="worker_log_file", help="append logs to this file")
+
+    _serve_parser(sub)
 
     e = sub.add_parser("enqueue", help="enqueue a job by task name")
     e.add_argument("name", help="the task's registered name, e.g. tasks.send_email")
@@ -324,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--all", action="store_true", help="every failed job (retry/purge)")
     f.add_argument("--limit", type=int, default=50)
     _common(f)
+
+    m = sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema (or print it)")
+    m.add_argument("--sql", action="store_true", help="print the SQL instead of applying it")
+    _common(m, json_flag=False)
     return parser
 
 
@@ -354,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "queues": cmd_queues,
         "cancel": cmd_cancel,
         "failed": cmd_failed,
+        "migrate": cmd_migrate,
+        "serve": cmd_serve,
     }
     try:
         if args.command == "worker":

@@ -159,11 +159,12 @@ def build_record(  # noqa: PLR0917
 class Dispatch(Generic[P, R]):
     """A task with enqueue options bound: what :meth:`Task.options` returns."""
 
-    __slots__ = ("_opts", "_task")
+    __slots__ = ("_connection", "_opts", "_task")
 
-    def __init__(self, task: Task[P, R], opts: Options) -> None:
+    def __init__(self, task: Task[P, R], opts: Options, connection: object | None = None) -> None:
         self._task = task
         self._opts = opts
+        self._connection = connection
 
     def _record(self, args: Iterable[Any], kwargs: dict[str, Any], now: float) -> JobRecord:
         task = self._task
@@ -178,24 +179,24 @@ class Dispatch(Generic[P, R]):
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue one job; returns at once with its handle."""
         record = self._record(args, kwargs, time.time())
-        return self._task.app._submit([record])[0]
+        return self._task.app._submit([record], self._connection)[0]
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Async twin of :meth:`enqueue`."""
         record = self._record(args, kwargs, time.time())
-        return (await self._task.app._submit_async([record]))[0]
+        return (await self._task.app._submit_async([record], self._connection))[0]
 
     def enqueue_many(self, calls: Iterable[Call]) -> list[Job[R]]:
         """Enqueue one job per :class:`Call` in one broker round trip, atomically."""
         now = time.time()
         records = [self._record(c.args, c.kwargs, now) for c in calls]
-        return self._task.app._submit(records)
+        return self._task.app._submit(records, self._connection)
 
     async def enqueue_many_async(self, calls: Iterable[Call]) -> list[Job[R]]:
         """Async twin of :meth:`enqueue_many`."""
         now = time.time()
         records = [self._record(c.args, c.kwargs, now) for c in calls]
-        return await self._task.app._submit_async(records)
+        return await self._task.app._submit_async(records, self._connection)
 
 
 class Task(Generic[P, R]):
@@ -229,6 +230,7 @@ class Task(Generic[P, R]):
         key: str | None = None,
         retries: int | None = None,
         timeout: Seconds | None = None,
+        connection: object | None = None,
     ) -> Dispatch[P, R]:
         """Override the task's defaults for the next enqueue: ``task.options(delay=30)``.
 
@@ -240,6 +242,10 @@ class Task(Generic[P, R]):
             key: uniqueness key; while a job with this key is unfinished, enqueue returns it.
             retries: retries after the first attempt.
             timeout: seconds one attempt may run.
+            connection: enqueue inside this database connection's current transaction, so
+                that the job exists if and only if it commits (PostgreSQL broker only): a
+                psycopg 3 connection (an AsyncConnection for ``enqueue_async``), a
+                SQLAlchemy session or connection, or ``django.db.connection``.
         """
         opts = make_options(
             queue=queue,
@@ -250,7 +256,7 @@ class Task(Generic[P, R]):
             retries=retries,
             timeout=timeout,
         )
-        return Dispatch(self, opts)
+        return Dispatch(self, opts, connection)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue one job with the task's defaults; returns at once with its handle."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import PostgresServer, RedisServer, temp_root
+from tests.servers import PostgresServer, RedisCluster, RedisServer, temp_root
 
 
 @pytest.fixture(scope="session")
@@ -33,4 +33,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A three-node Redis Cluster of the session's own on free loopback ports."""
+    root = temp_root("conveyor-redis-cluster-")
+    cluster = RedisCluster(root)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -48,11 +48,14 @@ def _wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 class RedisServer:
-    """A ``redis-server`` of our own: no persistence, loopback only."""
+    """A ``redis-server`` of our own, loopback only: no persistence, or with ``durable`` an
+    append-only file synced at every write, so that a restart keeps every job."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, port: int | None = None, *, durable: bool = False) -> None:
         self.root = root
         self.port = port or free_port()
+        self.durable = durable
+        self.extra: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,11 +69,12 @@ class RedisServer:
         if binary is None:
             missing("redis-server")
         assert binary is not None
+        aof = ["yes", "--appendfsync", "always"] if self.durable else ["no"]
         self.proc = subprocess.Popen(
             [
                 binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.root), "--protected-mode", "no",
-                "--logfile", str(self.root / "redis.log"),
+                "--appendonly", *aof, "--dir", str(self.root), "--protected-mode", "no",
+                "--logfile", str(self.root / "redis.log"), *self.extra,
             ],
         )  # fmt: skip
         _wait_port(self.port)
@@ -86,9 +90,54 @@ class RedisServer:
         self.proc = None
 
     def restart(self) -> None:
-        """Stop and start again on the same port (all data is gone)."""
+        """Stop and start again on the same port (all data is gone unless ``durable``)."""
         self.stop()
         self.start()
+
+
+class RedisCluster:
+    """A Redis Cluster of our own: ``nodes`` masters on free loopback ports, no replicas."""
+
+    def __init__(self, root: Path, nodes: int = 3) -> None:
+        self.servers = [RedisServer(root / f"node{i}") for i in range(nodes)]
+
+    @property
+    def url(self) -> str:
+        """The URL of one node: the client discovers the others."""
+        return self.servers[0].url
+
+    def start(self) -> None:
+        """Start the nodes, join them and wait until every slot is served."""
+        cli = shutil.which("redis-cli")
+        if cli is None or shutil.which("redis-server") is None:
+            missing("redis-server (with redis-cli)")
+        assert cli is not None
+        for server in self.servers:
+            server.root.mkdir(parents=True, exist_ok=True)
+            # The bus port is given: the default (port + 10000) may be out of range.
+            server.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            server.extra += ["--cluster-port", str(free_port())]
+            server.start()
+        addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        for server in self.servers:
+            info = [cli, "-p", str(server.port), "cluster", "info"]
+            while (
+                b"cluster_state:ok"
+                not in subprocess.run(info, check=False, capture_output=True, timeout=10).stdout
+            ):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the test Redis Cluster did not come up")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for server in self.servers:
+            server.stop()
 
 
 def _pg_bin(name: str) -> str | None:

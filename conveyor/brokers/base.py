@@ -275,6 +275,21 @@ class Broker(Protocol):
         ...
 
 
+@runtime_checkable
+class TransactionalBroker(Protocol):
+    """A broker that can also enqueue inside the caller's own database transaction."""
+
+    def enqueue_in(self, connection: object, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        """Enqueue on the caller's ``connection``, in its current transaction, uncommitted."""
+        ...
+
+    async def enqueue_in_async(
+        self, connection: object, jobs: Sequence[JobRecord]
+    ) -> list[JobRecord]:
+        """Async twin of :meth:`enqueue_in`, on the caller's async connection."""
+        ...
+
+
 def decode_json(data: bytes | str | None) -> Any:
     """Decode a stored JSON value; None stays None."""
     if data is None:

@@ -7,6 +7,7 @@ adding a kind whose factory starts (or finds) its server through ``request`` and
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.brokers import Broker, from_url
+from tests.servers import PostgresServer, RedisCluster, RedisServer
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,29 @@ def _sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "sqlite:///" + str(tmp_path / "t.db")
 
 
+def _postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # A fresh PostgreSQL schema per test in the session's server: the broker creates it.
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.url() + f"?schema=t_{uuid.uuid4().hex[:16]}"
+
+
+def _redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # A fresh key prefix per test in the session's server: nothing to create or clean.
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url + f"?prefix=t{uuid.uuid4().hex[:12]}"
+
+
+def _redis_cluster_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    return cluster.url + f"?prefix=t{uuid.uuid4().hex[:12]}"
+
+
 KINDS: dict[str, BrokerKind] = {
     "memory": BrokerKind(url=_memory_url, shared=False),
     "sqlite": BrokerKind(url=_sqlite_url, shared=True),
+    "postgres": BrokerKind(url=_postgres_url, shared=True),
+    "redis": BrokerKind(url=_redis_url, shared=True),
+    "redis-cluster": BrokerKind(url=_redis_cluster_url, shared=True),
 }
 
 

@@ -1,0 +1,173 @@
+"""Throwaway redis-server and PostgreSQL for one benchmark run, on free loopback ports.
+
+The same approach as the test suite's ``tests/servers.py``, without pytest: never the
+machine's own services; our own servers in a temp dir, stopped at the end of the run.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class ServerMissing(Exception):
+    """A server binary is not installed: the rows that need it are skipped."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    """Wait until something accepts connections on ``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class RedisServer:
+    """A ``redis-server`` of our own: no persistence, loopback only."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Its URL, database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it and wait until it accepts connections."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServerMissing(
+                "redis-server is not installed (Debian: apt-get install redis-server)"
+            )
+        self.proc = subprocess.Popen(
+            [
+                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.root), "--protected-mode", "no",
+                "--logfile", str(self.root / "redis.log"), "--maxclients", "10000",
+            ],
+        )  # fmt: skip
+        wait_port(self.port)
+
+    @property
+    def pids(self) -> list[int]:
+        """Its process, for CPU accounting."""
+        return [self.proc.pid] if self.proc is not None else []
+
+    def command(self, *args: str) -> bytes:
+        """Send one command (RESP) and return the raw reply: enough for FLUSHALL and INFO."""
+        payload = f"*{len(args)}\r\n".encode()
+        for arg in args:
+            data = arg.encode()
+            payload += b"$%d\r\n%s\r\n" % (len(data), data)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+            s.sendall(payload)
+            reply = s.recv(1 << 20)
+        if reply.startswith(b"-"):
+            raise RuntimeError(f"redis {args[0]}: {reply.decode().strip()}")
+        return reply
+
+    def flush(self) -> None:
+        """Empty every database: each system starts on a clean server."""
+        self.command("FLUSHALL")
+
+    def stop(self) -> None:
+        """Stop it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+def _pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of our own, made with ``initdb`` in a temp dir, trust auth.
+
+    Settings for a throwaway server, the same for every system: fsync, synchronous_commit and
+    full_page_writes off (as the test suite runs it).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port = free_port()
+        self._as_user: list[str] = []
+        self._started = False
+
+    def url(self, database: str = "postgres") -> str:
+        """A URL for ``database`` as the superuser ``postgres``."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *cmd: str) -> None:
+        subprocess.run([*self._as_user, *cmd], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        """initdb and start; waits until it accepts connections."""
+        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            raise ServerMissing("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        if os.geteuid() == 0:
+            # PostgreSQL refuses to run as root: run it as the packaged `postgres` user.
+            shutil.chown(self.root, "postgres", "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+        self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        opts = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        self._run(
+            pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"),
+            "-w", "start",
+        )  # fmt: skip
+        self._started = True
+
+    @property
+    def pids(self) -> list[int]:
+        """The postmaster (its backends descend from it), for CPU accounting."""
+        try:
+            return [int((self.data / "postmaster.pid").read_text().split()[0])]
+        except (OSError, ValueError, IndexError):
+            return []
+
+    def create_database(self, name: str) -> str:
+        """A fresh, empty database; returns its URL."""
+        psql = _pg_bin("psql")
+        if psql is None:
+            raise ServerMissing("psql is not installed")
+        for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
+            subprocess.run(
+                [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.url(), "-c", sql],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+        return self.url(name)
+
+    def stop(self) -> None:
+        """Stop it (fast shutdown: connections are closed)."""
+        pg_ctl = _pg_bin("pg_ctl")
+        if self._started and pg_ctl is not None:
+            self._run(pg_ctl, "-D", str(self.data), "-w", "-m", "fast", "stop")
+            self._started = False

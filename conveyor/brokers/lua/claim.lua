@@ -1,0 +1,115 @@
+-- Claim up to limit due jobs from one or more queues: make the due scheduled jobs queued,
+-- then take queued ones by priority, then eta, then id, across the queues.
+-- KEYS: the tags of the queues (one only on a cluster)
+-- ARGV: now, lease_until, worker, limit, receipt, older receipts whose reply was lost
+-- Returns per job {payload, eta, error, attempts, token}: only what a producer gave and what
+-- a retry left is read, the rest of a claimed job is known (see redis.py).
+local now_s, lease_until, worker, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out, taken, low, fresh = {}, {}, {}, {}
+
+local function take(q, id, token)
+  local j = jkey(q, id)
+  local f = redis.call('HMGET', j, 'e', 'x', 'a')
+  local attempts = tonumber(f[3]) + 1
+  redis.call('HSET', j, 's', 'running', 'a', attempts, 't', token, 'w', worker, 'b', now_s,
+    'l', lease_until)
+  redis.call('ZADD', q .. ':run', lease_until, id)
+  out[#out + 1] = {redis.call('GET', pkey(q, id)), f[1], f[2] or '', attempts, token}
+end
+
+-- A receipt lists the ids one claim took in a queue, after the range of tokens it gave out.
+-- A claim whose reply was lost (the connection broke) hands its jobs over again, as long as
+-- they still run under a token of that claim.
+for i = 6, #ARGV do
+  for _, q in ipairs(KEYS) do
+    local rc = q .. ':rc:' .. ARGV[i]
+    local entries = redis.call('LRANGE', rc, 0, -1)
+    local from, to = tonumber(entries[1]), tonumber(entries[2])
+    for n = 3, #entries do
+      local f = redis.call('HMGET', jkey(q, entries[n]), 's', 't', 'w', 'e', 'x', 'a')
+      local token = tonumber(f[2])
+      if f[1] == 'running' and f[3] == worker and token > from and token <= to
+        and #out < limit then
+        out[#out + 1] = {redis.call('GET', pkey(q, entries[n])), f[4], f[5] or '',
+          tonumber(f[6]), token}
+        taken[q] = taken[q] or {}
+        table.insert(taken[q], entries[n])
+        low[q] = math.min(low[q] or token, token - 1)
+      end
+    end
+    redis.call('DEL', rc)
+  end
+end
+
+-- Per queue, make its due scheduled jobs queued, then list its best candidates in claim
+-- order (priorities, then each one's zset order): {-priority, eta, id, queue, priority}.
+local live, heads, want = {}, {}, limit - #out
+for _, q in ipairs(KEYS) do
+  if want > 0 and redis.call('EXISTS', q .. ':paused') == 0 then
+    live[#live + 1] = q
+    local due = redis.call('ZRANGEBYSCORE', q .. ':sched', '-inf', now_s, 'WITHSCORES',
+      'LIMIT', 0, math.max(limit, 1000))
+    for i = 1, #due, 2 do
+      local j = jkey(q, due[i])
+      ready(q, due[i], redis.call('HGET', j, 'pr'), due[i + 1])
+      redis.call('HSET', j, 's', 'queued')
+      redis.call('ZREM', q .. ':sched', due[i])
+    end
+    local got = 0
+    for _, pr in ipairs(redis.call('ZRANGE', q .. ':prios', 0, -1)) do
+      if got >= want then break end
+      local r = redis.call('ZRANGE', q .. ':r:' .. pr, 0, want - got - 1, 'WITHSCORES')
+      if #r == 0 then drained(q, pr) end
+      for i = 1, #r, 2 do heads[#heads + 1] = {-tonumber(pr), tonumber(r[i + 1]), r[i], q, pr} end
+      got = got + #r / 2
+    end
+  end
+end
+if #live > 1 then
+  table.sort(heads, function(x, y)
+    if x[1] ~= y[1] then return x[1] < y[1] end
+    if x[2] ~= y[2] then return x[2] < y[2] end
+    return x[3] < y[3]
+  end)
+end
+
+-- What a queue gives is a prefix of each of its priorities' order: remove those.
+local n, per = math.min(want, #heads), {}
+for i = 1, n do
+  local q, pr = heads[i][4], heads[i][5]
+  per[q] = per[q] or {}
+  per[q][pr] = (per[q][pr] or 0) + 1
+  taken[q] = taken[q] or {}
+  table.insert(taken[q], heads[i][3])
+  fresh[q] = (fresh[q] or 0) + 1
+end
+for q, prs in pairs(per) do
+  for pr, c in pairs(prs) do
+    redis.call('ZREMRANGEBYRANK', q .. ':r:' .. pr, 0, c - 1)
+    if redis.call('EXISTS', q .. ':r:' .. pr) == 0 then drained(q, pr) end
+  end
+end
+-- Tokens come from one counter per queue: each is greater than any handed out before it.
+local tokens = {}
+for q, ids in pairs(taken) do
+  local high = redis.call('INCRBY', q .. ':token', fresh[q] or 0)
+  tokens[q] = high - (fresh[q] or 0)
+  local rc = q .. ':rc:' .. ARGV[5]
+  redis.call('RPUSH', rc, math.min(tokens[q], low[q] or tokens[q]), high)
+  for i = 1, #ids, 1000 do redis.call('RPUSH', rc, unpack(ids, i, math.min(i + 999, #ids))) end
+  redis.call('PEXPIRE', rc, math.ceil((tonumber(lease_until) - tonumber(now_s)) * 1000) + 1000)
+end
+for i = 1, n do
+  local q = heads[i][4]
+  tokens[q] = tokens[q] + 1
+  take(q, heads[i][3], tokens[q])
+end
+-- This worker is full and work is left: wake the next idle one.
+if #out >= limit then
+  for _, q in ipairs(live) do
+    if redis.call('ZCARD', q .. ':prios') > 0 and redis.call('LLEN', q .. ':sig') == 0 then
+      redis.call('LPUSH', q .. ':sig', '1')
+    end
+  end
+end
+return out

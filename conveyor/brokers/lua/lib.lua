@@ -1,0 +1,105 @@
+-- Shared helpers, put in front of every script of the Redis broker (see redis.py).
+--
+-- Every key of a queue starts with the queue's hash tag Q = "{prefix:queue}", so a script
+-- that touches one queue touches one Redis Cluster slot. Per queue:
+--   Q:j:<id>        hash    one job's state: s status, a attempts, t token, e eta,
+--                           w worker, b started_at, l lease_until, f finished_at,
+--                           c cancel asked ('1'), r result (JSON), x error (JSON); and for
+--                           the scripts pr priority, m max_attempts, k key. An empty
+--                           string stands for None. Small values keep the hash compact.
+--   Q:p:<id>        string  the job's immutable fields (JSON, written and read by Python)
+--   Q:ids           zset    every job id, score 0: ordered by id, for listing
+--   Q:r:<priority>  zset    queued jobs of one priority by eta (then id)
+--   Q:prios         zset    the priorities that have queued jobs, highest first
+--   Q:sched         zset    scheduled jobs by eta
+--   Q:run           zset    running jobs by lease_until
+--   Q:f:<status>    zset    finished jobs by finished_at, for retention and counts
+--   Q:l:<status>    zset    failed and cancelled jobs by id, for listing the dead letters
+--   Q:token         string  the last fencing token handed out
+--   Q:sig           list    wake-up markers that idle workers block on (BLPOP)
+--   Q:paused        string  present while the queue is paused
+--   Q:rc:<receipt>  list    one claim's range of tokens, then the ids it took; kept for a lease
+-- Job ids sort by creation time, and so do the ids of one priority with the same eta.
+
+local MAX_MARKERS = 32
+
+local function jkey(q, id) return q .. ':j:' .. id end
+local function pkey(q, id) return q .. ':p:' .. id end
+
+-- A job as Python reads it: {its state hash, its immutable fields}.
+local function job(q, id)
+  return {redis.call('HGETALL', jkey(q, id)), redis.call('GET', pkey(q, id))}
+end
+
+-- Wake up to n idle workers of queue q (none while it is paused). Markers are capped: a
+-- worker that takes a full batch while work is left wakes the next one (claim.lua).
+local function wake(q, n)
+  if n <= 0 or redis.call('EXISTS', q .. ':paused') == 1 then return end
+  local sig = q .. ':sig'
+  for _ = 1, math.min(n, MAX_MARKERS) do redis.call('LPUSH', sig, '1') end
+  redis.call('LTRIM', sig, 0, MAX_MARKERS - 1)
+end
+
+-- Queue job id (priority pr, a string) at eta (a string, kept exactly as given).
+local known = {}  -- per queue, per priority listed in Q:prios by this call: its zset's key
+local function ready(q, id, pr, eta)
+  local mine = known[q] or {}
+  known[q] = mine
+  local key = mine[pr]
+  if not key then
+    key = q .. ':r:' .. pr
+    redis.call('ZADD', q .. ':prios', -tonumber(pr), pr)
+    mine[pr] = key
+  end
+  redis.call('ZADD', key, eta, id)
+end
+
+-- Priority pr of queue q has no queued job left: unlist it.
+local function drained(q, pr)
+  redis.call('ZREM', q .. ':prios', pr)
+  if known[q] then known[q][pr] = nil end
+end
+
+-- Make job id pending at eta: scheduled when eta is after now, else queued. Sets its
+-- status, eta and the fields given in extra (pairs). Returns the status, and whether idle
+-- workers must look again (it is queued, or it is the earliest scheduled job).
+local function push(q, id, pr, eta, now, extra)
+  local status = (tonumber(eta) > now) and 'scheduled' or 'queued'
+  redis.call('HSET', jkey(q, id), 's', status, 'e', eta, unpack(extra or {}))
+  if status == 'queued' then
+    ready(q, id, pr, eta)
+    return status, true
+  end
+  redis.call('ZADD', q .. ':sched', eta, id)
+  return status, redis.call('ZRANGE', q .. ':sched', 0, 0)[1] == id
+end
+
+-- Take a pending job out of its index.
+local function unpend(q, id, status, pr)
+  if status == 'scheduled' then
+    redis.call('ZREM', q .. ':sched', id)
+  else
+    redis.call('ZREM', q .. ':r:' .. pr, id)
+    if redis.call('EXISTS', q .. ':r:' .. pr) == 0 then drained(q, pr) end
+  end
+end
+
+-- End job id in a finished status at finished_at (a string), setting the fields given in
+-- extra (pairs) too; frees its uniqueness key (k) in keys, the hash of the keys held by
+-- unfinished jobs (key -> that job's hash key).
+local function finish(q, id, status, finished_at, k, keys, extra)
+  local j = jkey(q, id)
+  redis.call('HSET', j, 's', status, 'f', finished_at, 'l', '', 'c', '', unpack(extra or {}))
+  redis.call('ZADD', q .. ':f:' .. status, finished_at, id)
+  if status ~= 'succeeded' then redis.call('ZADD', q .. ':l:' .. status, 0, id) end
+  if k and k ~= '' and redis.call('HGET', keys, k) == j then redis.call('HDEL', keys, k) end
+end
+
+-- Delete a finished job and its index entries.
+local function delete(q, id, status)
+  redis.call('DEL', jkey(q, id), pkey(q, id))
+  redis.call('ZREM', q .. ':ids', id)
+  redis.call('ZREM', q .. ':f:' .. status, id)
+  if status ~= 'succeeded' then redis.call('ZREM', q .. ':l:' .. status, id) end
+end
+

@@ -1,0 +1,130 @@
+"""What only the Redis broker has to get right: lost claim replies, wake-ups, bounded keys."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+import conveyor
+from conveyor.brokers import from_url
+from conveyor.brokers.base import JobFilter, Retention
+from conveyor.brokers.redis import RedisBroker
+from conveyor.errors import BrokerUnavailable
+from conveyor.job import Status
+from tests.brokers.support import LEASE, claim, eventually, make_job, must_get, worker_info
+from tests.servers import RedisServer
+
+
+async def test_a_claim_whose_reply_was_lost_is_handed_over_again(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim ran but its reply never came: the next claim of the same broker returns
+    those jobs with the same token, instead of leaving them to expire as a lost attempt."""
+    jobs = await broker.enqueue([make_job(max_attempts=1) for _ in range(3)])
+    real = broker._eval
+
+    async def reply_lost(name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        answer = await real(name, keys, args)
+        if name == "claim":
+            raise RedisConnectionError("connection reset by peer")
+        return answer
+
+    monkeypatch.setattr(broker, "_eval", reply_lost)
+    with pytest.raises(BrokerUnavailable):
+        await claim(broker, limit=2)
+    monkeypatch.setattr(broker, "_eval", real)
+
+    other = from_url(broker.url)  # another worker gets only what nobody holds
+    try:
+        assert [j.id for j in await claim(other, limit=10, worker="w2")] == [jobs[2].id]
+    finally:
+        await other.close()
+    again = await claim(broker, limit=10)
+    assert [j.id for j in again] == [j.id for j in jobs[:2]]
+    for job in again:
+        stored = await must_get(broker, job.id)
+        assert (stored.status, stored.token, stored.attempts) == (
+            Status.RUNNING, job.token, 1,
+        )  # fmt: skip
+    assert await claim(broker, limit=10) == []  # handed over once
+
+
+async def test_idle_worker_starts_new_and_delayed_jobs_promptly(redis_url: str) -> None:
+    """An idle worker blocked on the wake-up signal starts a new job well within a poll
+    interval, and a delayed job soon after its eta (generous bounds: speed is measured by
+    the benchmark, not here)."""
+    app = conveyor.Conveyor(redis_url)
+    started: dict[str, float] = {}
+
+    @app.task(name="tests.wake.mark")
+    async def mark(name: str) -> None:
+        started[name] = time.time()
+
+    worker = conveyor.Worker(app, concurrency=4, poll=30.0)
+    thread = threading.Thread(target=asyncio.run, args=(worker.run(),))
+    thread.start()
+    try:
+        await asyncio.sleep(0.3)  # idle, blocked
+        delays = []
+        for i in range(10):
+            sent = time.time()
+            await mark.enqueue_async(f"n{i}")
+            await eventually(lambda i=i: f"n{i}" in started, timeout=10)  # type: ignore[misc]
+            delays.append(started[f"n{i}"] - sent)
+        assert statistics.median(delays) < 0.5, delays
+
+        eta = time.time() + 0.4
+        await mark.options(eta=eta).enqueue_async("late")
+        await eventually(lambda: "late" in started, timeout=10)
+        assert eta <= started["late"] < eta + 1.0
+    finally:
+        worker.stop()
+        await asyncio.to_thread(thread.join, 30)
+        app.close()
+
+
+async def test_nothing_is_left_behind(redis_server: RedisServer, redis_url: str) -> None:
+    """After jobs ran and retention passed, a queue keeps only a few fixed keys: no job,
+    index entry or worker record grows without bound, and receipts expire."""
+    broker = from_url(redis_url)
+    prefix = redis_url.rsplit("prefix=", 1)[1]
+    raw = redis.Redis(port=redis_server.port)
+    try:
+        now = time.time()
+        await broker.enqueue([make_job(key=f"k{i}") for i in range(50)])
+        await broker.enqueue([make_job(queue="later", eta=now + 1) for _ in range(5)])
+        claimed = await broker.claim(["default", "later"], "w1", 100, LEASE, now + 2)
+        await broker.heartbeat(worker_info(seen_at=now + 2), [], LEASE, now + 2)
+        assert len(claimed) == 55
+        receipts = [k for k in raw.scan_iter(match="{" + prefix + ":*:rc:*")]
+        assert receipts
+        assert all(0 < raw.pttl(k) <= (LEASE + 1) * 1000 for k in receipts)
+        outcomes = [
+            conveyor.brokers.base.Outcome(
+                id=j.id, token=j.token, status=Status.SUCCEEDED, finished_at=now + 3
+            )
+            for j in claimed
+        ]
+        assert await broker.finish(outcomes) == []
+        assert await broker.prune(Retention(succeeded=1), now + 10**6, 1000) == 55
+        assert await broker.list(JobFilter()) == []
+        assert await broker.workers(now + 10**6, 10**7) == []
+        left = sorted(k.decode() for k in raw.scan_iter(match="{" + prefix + "*"))
+        per_queue = ("token", "sig")
+        fixed = {
+            f"{{{prefix}}}:queues",
+            *(f"{{{prefix}:{q}}}:{name}" for q in ("default", "later") for name in per_queue),
+        }
+        assert set(left) - {k for k in left if ":rc:" in k} <= fixed, left
+        assert raw.llen(f"{{{prefix}:default}}:sig") <= 32
+    finally:
+        raw.close()
+        await broker.close()
