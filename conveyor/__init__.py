@@ -22,7 +22,7 @@ from conveyor.handle import Job
 from conveyor.job import ErrorInfo, Status
 from conveyor.middleware import Context, Middleware
 from conveyor.retry import Backoff, Retry
-from conveyor.task import Call, Task
+from conveyor.task import Call, EnqueueOptions, Task
 from conveyor.worker import Worker
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "Context",
     "Conveyor",
     "ConveyorError",
+    "EnqueueOptions",
     "ErrorInfo",
     "Job",
     "JobCancelled",

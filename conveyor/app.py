@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, overload
 
 from conveyor._portal import Portal
 from conveyor.brokers import DEFAULT_URL, from_url
@@ -19,7 +19,7 @@ from conveyor.job import JobRecord
 from conveyor.middleware import Middleware
 from conveyor.retry import Backoff, Policy
 from conveyor.serde import DEFAULT_MAX_PAYLOAD
-from conveyor.task import Seconds, Task, TaskSettings, When, build_record, make_options
+from conveyor.task import EnqueueOptions, Seconds, Task, TaskSettings, build_record, make_options
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -151,13 +151,19 @@ class Conveyor:
 
     # -- enqueueing by name -------------------------------------------------------------
 
-    def _by_name(
+    def build_job(
         self,
         name: str,
-        args: Iterable[Any],
-        kwargs: dict[str, Any] | None,
-        opts: dict[str, Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> JobRecord:
+        """The record a job for the task called ``name`` would be enqueued as.
+
+        When ``name`` is registered in this app its defaults apply and the arguments are
+        checked against its signature (TypeError); the arguments must be plain JSON
+        (SerializationError) under ``max_payload`` (PayloadTooLarge).
+        """
         task = self.tasks.get(name)
         if task is not None:
             try:
@@ -167,7 +173,7 @@ class Conveyor:
         return build_record(
             name,
             task.settings if task else None,
-            make_options(**opts),
+            make_options(**options),
             args,
             dict(kwargs or {}),
             self.max_payload,
@@ -179,49 +185,26 @@ class Conveyor:
         name: str,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: Seconds | None = None,
-        eta: When | None = None,
-        key: str | None = None,
-        retries: int | None = None,
-        timeout: Seconds | None = None,
-        connection: object | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Job[Any]:
         """Enqueue a job for the task called ``name``, which need not be imported here.
 
         The options are those of :meth:`Task.options`. When ``name`` is registered in this
         app, its defaults apply and the arguments are checked against its signature.
         """
-        opts = dict(
-            queue=queue, priority=priority, delay=delay, eta=eta, key=key,
-            retries=retries, timeout=timeout,
-        )  # fmt: skip
-        return self._submit([self._by_name(name, args, kwargs, opts)], connection)[0]
+        record = self.build_job(name, args, kwargs, **options)
+        return self._submit([record], options.get("connection"))[0]
 
     async def enqueue_async(
         self,
         name: str,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: Seconds | None = None,
-        eta: When | None = None,
-        key: str | None = None,
-        retries: int | None = None,
-        timeout: Seconds | None = None,
-        connection: object | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Job[Any]:
         """Async twin of :meth:`enqueue`."""
-        opts = dict(
-            queue=queue, priority=priority, delay=delay, eta=eta, key=key,
-            retries=retries, timeout=timeout,
-        )  # fmt: skip
-        record = self._by_name(name, args, kwargs, opts)
-        return (await self._submit_async([record], connection))[0]
+        record = self.build_job(name, args, kwargs, **options)
+        return (await self._submit_async([record], options.get("connection")))[0]
 
     # -- the broker, through the portal -------------------------------------------------
 

@@ -7,7 +7,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
 import msgspec
 
@@ -77,17 +77,26 @@ def _epoch(value: When | None) -> float | None:
     return epoch
 
 
-def make_options(
-    *,
-    queue: str | None = None,
-    priority: int | None = None,
-    delay: Seconds | None = None,
-    eta: When | None = None,
-    key: str | None = None,
-    retries: int | None = None,
-    timeout: Seconds | None = None,
-) -> Options:
-    """Validate enqueue options into an :class:`Options`; raises ConfigurationError."""
+class EnqueueOptions(TypedDict, total=False):
+    """Per-enqueue overrides of a task's defaults; see :meth:`Task.options`."""
+
+    queue: str | None
+    priority: int | None
+    delay: Seconds | None
+    eta: When | None
+    key: str | None
+    retries: int | None
+    timeout: Seconds | None
+    connection: object | None
+
+
+def make_options(**given: Unpack[EnqueueOptions]) -> Options:
+    """Validate enqueue options into an :class:`Options`; raises ConfigurationError.
+
+    ``connection`` is not an option of the job: the caller passes it to the broker.
+    """
+    queue, priority, key = given.get("queue"), given.get("priority"), given.get("key")
+    delay, eta, retries = given.get("delay"), given.get("eta"), given.get("retries")
     if delay is not None and eta is not None:
         raise ConfigurationError("give either delay or eta, not both")
     if queue is not None and not queue:
@@ -105,7 +114,7 @@ def make_options(
         eta=_epoch(eta),
         key=key,
         retries=retries,
-        timeout=_seconds(timeout, "timeout"),
+        timeout=_seconds(given.get("timeout"), "timeout"),
     )
 
 
@@ -220,18 +229,7 @@ class Task(Generic[P, R]):
         """Run the function in this process, as a plain call (a coroutine for async tasks)."""
         return self.fn(*args, **kwargs)
 
-    def options(
-        self,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: Seconds | None = None,
-        eta: When | None = None,
-        key: str | None = None,
-        retries: int | None = None,
-        timeout: Seconds | None = None,
-        connection: object | None = None,
-    ) -> Dispatch[P, R]:
+    def options(self, **given: Unpack[EnqueueOptions]) -> Dispatch[P, R]:
         """Override the task's defaults for the next enqueue: ``task.options(delay=30)``.
 
         Args:
@@ -247,16 +245,7 @@ class Task(Generic[P, R]):
                 psycopg 3 connection (an AsyncConnection for ``enqueue_async``), a
                 SQLAlchemy session or connection, or ``django.db.connection``.
         """
-        opts = make_options(
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            eta=eta,
-            key=key,
-            retries=retries,
-            timeout=timeout,
-        )
-        return Dispatch(self, opts, connection)
+        return Dispatch(self, make_options(**given), given.get("connection"))
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue one job with the task's defaults; returns at once with its handle."""

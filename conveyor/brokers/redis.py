@@ -182,6 +182,10 @@ def _parse_url(url: str) -> tuple[str, str, bool | None]:
 
 
 def _outage(exc: BaseException) -> bool:
+    if isinstance(exc, rexc.ReadOnlyError | rexc.OutOfMemoryError | rexc.TryAgainError):
+        return True
+    if isinstance(exc, rexc.ClusterError):
+        return True
     if isinstance(exc, rexc.ResponseError):
         return str(exc).split(" ", 1)[0] in _OUTAGE
     return isinstance(exc, rexc.RedisError | rexc.RedisClusterException | OSError)

@@ -155,17 +155,19 @@ async def enqueue(request: Request) -> Response:
         )
     if body.delay is not None and body.eta is not None:
         raise ApiError(422, "give either delay or eta, not both", "eta")
-    opts = dict(
-        queue=body.queue,
-        priority=body.priority,
-        delay=body.delay,
-        eta=body.eta,
-        key=body.key,
-        retries=body.retries,
-        timeout=body.timeout,
-    )
     try:
-        record = state.app._by_name(body.task, body.args, body.kwargs, opts)
+        record = state.app.build_job(
+            body.task,
+            body.args,
+            body.kwargs,
+            queue=body.queue,
+            priority=body.priority,
+            delay=body.delay,
+            eta=body.eta,
+            key=body.key,
+            retries=body.retries,
+            timeout=body.timeout,
+        )
     except PayloadTooLarge as exc:
         raise ApiError(413, str(exc), "args") from None
     except SerializationError as exc:

@@ -135,3 +135,29 @@ async def test_tls(tls_redis: tuple[RedisServer, Path]) -> None:
         assert (await claim_one(broker, job.id)).id == job.id
     finally:
         await broker.close()
+
+
+async def test_a_full_redis_refuses_enqueues_as_unavailable(durable_redis: RedisServer) -> None:
+    """With maxmemory and noeviction, a full Redis refuses new jobs with BrokerUnavailable
+    (the producer learns it) instead of evicting, and so losing, stored ones."""
+    admin = redis.Redis(port=durable_redis.port)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", str(admin.info("memory")["used_memory"] + 1_000_000))
+    broker = from_url(durable_redis.url)
+    stored: list[str] = []
+
+    async def fill() -> None:
+        for _ in range(1000):
+            batch = [make_job(args=["x" * 1000]) for _ in range(50)]
+            stored.extend(j.id for j in await broker.enqueue(batch))
+
+    try:
+        with pytest.raises(BrokerUnavailable, match="maxmemory"):
+            await fill()
+        assert stored
+        for job_id in stored[:: max(len(stored) // 10, 1)]:
+            assert await broker.get(job_id) is not None
+    finally:
+        admin.config_set("maxmemory", "0")
+        admin.close()
+        await broker.close()
