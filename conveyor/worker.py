@@ -270,18 +270,22 @@ class Worker:
         return stats
 
     def _log_outcome(self, job: JobRecord, out: Outcome, took: float) -> None:
-        what = f"job {job.id} {job.task}"
-        tries = f"attempt {job.attempts}/{job.max_attempts}"
-        err = out.error
         tally = self._tally(job)
         if out.status is not Status.CANCELLED:
             tally.observe_run(took)
-        if out.status is Status.SUCCEEDED:
+        if out.status is Status.SUCCEEDED:  # the hot path: build no string unless logged
             self.stats["succeeded"] += 1
             tally.succeeded += 1
             if log.isEnabledFor(logging.INFO):
-                log.info("%s succeeded in %s (%s)", what, _ms(took), tries)
-        elif out.status in (Status.SCHEDULED, Status.QUEUED):
+                log.info(
+                    "job %s %s succeeded in %s (attempt %d/%d)",
+                    job.id, job.task, _ms(took), job.attempts, job.max_attempts,
+                )  # fmt: skip
+            return
+        what = f"job {job.id} {job.task}"
+        tries = f"attempt {job.attempts}/{job.max_attempts}"
+        err = out.error
+        if out.status in (Status.SCHEDULED, Status.QUEUED):
             self.stats["retried"] += 1
             tally.retried += 1
             delay = max((out.eta or out.finished_at) - out.finished_at, 0.0)
