@@ -157,12 +157,9 @@ def cmd_worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError(f"--processes must be at least 1, got {args.processes}")
     app = load_app(args.target)
     if args.processes > 1:
-        cut = [a for a in argv if a != "--processes" and not a.startswith("--processes=")]
-        # drop the value that followed --processes
-        if "--processes" in argv:
-            i = list(argv).index("--processes")
-            cut = list(argv[:i]) + list(argv[i + 2 :])
-        return supervise(child_command(cut), args.processes)
+        # child_command appends `--processes 1`; argparse keeps an option's last value,
+        # so whatever form the user gave (-p 2, --processes=2) is overridden in the child.
+        return supervise(child_command(argv), args.processes)
     worker = Worker(
         app,
         queues=[q.strip() for q in args.queues.split(",")],
