@@ -78,7 +78,9 @@ class Supervisor:
                 if child is None or child.poll() is None:
                     alive += child is not None
                     continue
-                if stopping:
+                if stopping or child.returncode == 0:
+                    # Exit code 0 is a worker that finished (--burst, or a stop it was
+                    # sent): only a crash or a kill is replaced.
                     self.children[slot] = None
                     continue
                 self.restarts += 1
@@ -94,7 +96,7 @@ class Supervisor:
                 self._spawn(slot)
                 started[slot] = time.monotonic()
                 alive += 1
-            if stopping and alive == 0:
+            if alive == 0:
                 return 0
             time.sleep(0.05)
 

@@ -119,3 +119,13 @@ def test_failed_jobs_are_listed_redriven_and_purged(env: Env) -> None:
     assert env.cli("job", job_id, check=False).returncode == 1
     queues = json.loads(env.cli("queues", "--json").stdout)
     assert queues == {}
+
+
+def test_burst_with_several_processes_exits_when_all_are_done(env: Env) -> None:
+    """--processes 2 --burst: each child exits when the queue is empty and is not replaced;
+    the supervisor then exits 0."""
+    ids = [env.enqueue("acc_tasks.add", "--args", f"[{i}, 1]") for i in range(6)]
+    supervisor = env.worker("--processes", "2", "--burst")
+    assert supervisor.wait(timeout=30) == 0
+    assert all(status(env, i) == "succeeded" for i in ids)
+    assert "replacing it" not in env.log()
