@@ -41,6 +41,10 @@ class Portal:
                 self._loop, self._thread = loop, thread
             return self._loop
 
+    def runs_here(self) -> bool:
+        """Whether the caller runs on the portal's loop thread."""
+        return threading.current_thread() is self._thread
+
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the portal loop and block until it returns (or raises)."""
         loop = self._ensure()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar, Unpack, overload
 
+from conveyor._loops import LoopBrokers
 from conveyor._portal import Portal
 from conveyor.brokers import DEFAULT_URL, from_url
 from conveyor.brokers.base import Broker, Retention, TransactionalBroker
@@ -69,6 +70,9 @@ class Conveyor:
         self.middleware: list[Middleware] = list(middleware)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._portal = Portal()
+        # Async callers use a copy of the broker on their own loop (see conveyor/_loops.py);
+        # sync callers use self.broker on the portal's loop.
+        self._loops = LoopBrokers(self._copy_broker)
         self._connect_lock: asyncio.Lock | None = None
         self._is_connected = False
 
@@ -206,7 +210,7 @@ class Conveyor:
         record = self.build_job(name, args, kwargs, **options)
         return (await self._submit_async([record], options.get("connection")))[0]
 
-    # -- the broker, through the portal -------------------------------------------------
+    # -- the broker: the portal's for sync callers, a copy per loop for async ones -------
 
     async def _connected(self) -> Broker:
         """The app's broker, connected once; runs on the portal loop."""
@@ -219,8 +223,18 @@ class Conveyor:
                     self._is_connected = True
         return self.broker
 
+    def _copy_broker(self) -> Broker:
+        # Looked up at each call: tests (and users) may swap self.broker before first use.
+        return self.broker.copy()
+
+    async def _broker(self) -> Broker:
+        """The broker to use from the running loop, connected."""
+        if self._portal.runs_here():
+            return await self._connected()
+        return await self._loops.get()
+
     async def _enqueue_here(self, records: list[JobRecord]) -> list[Job[Any]]:
-        broker = await self._connected()
+        broker = await self._broker()
         return [Job(self, r) for r in await broker.enqueue(records)]
 
     def _transactional(self) -> TransactionalBroker:
@@ -253,10 +267,10 @@ class Conveyor:
             return [Job(self, r) for r in await broker.enqueue_in_async(connection, records)]
         if not records:
             return []
-        return await self._portal.call_async(self._enqueue_here(records))
+        return await self._enqueue_here(records)
 
     async def _get_here(self, job_id: str) -> Job[Any]:
-        record = await (await self._connected()).get(job_id)
+        record = await (await self._broker()).get(job_id)
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         return Job(self, record)
@@ -267,10 +281,10 @@ class Conveyor:
 
     async def get_job_async(self, job_id: str) -> Job[Any]:
         """Async twin of :meth:`get_job`."""
-        return await self._portal.call_async(self._get_here(job_id))
+        return await self._get_here(job_id)
 
     async def _cancel_here(self, job_id: str) -> Job[Any]:
-        record = await (await self._connected()).cancel(job_id, time.time())
+        record = await (await self._broker()).cancel(job_id, time.time())
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         return Job(self, record)
@@ -285,7 +299,7 @@ class Conveyor:
 
     async def cancel_async(self, job_id: str) -> Job[Any]:
         """Async twin of :meth:`cancel`."""
-        return await self._portal.call_async(self._cancel_here(job_id))
+        return await self._cancel_here(job_id)
 
     async def _close_here(self) -> None:
         if self._is_connected:
@@ -293,11 +307,22 @@ class Conveyor:
             await self.broker.close()
 
     def close(self) -> None:
-        """Close the app's broker connection and its portal thread."""
+        """Close the app's broker connections and its portal thread.
+
+        Async code should prefer :meth:`close_async`: a sync call cannot close the connection
+        of the loop it runs on (that loop's shutdown does).
+        """
+        self._loops.close_all()
         self._portal.call(self._close_here())
         self._portal.close()
 
     async def close_async(self) -> None:
-        """Async twin of :meth:`close`."""
+        """Close the app's broker connections, this loop's included, and its portal thread.
+
+        ``asyncio.run`` and the like close this loop's connection by themselves when the loop
+        ends; call this when the app is done before that, or when you close loops by hand.
+        """
+        await self._loops.close_here()
+        self._loops.close_all()
         await self._portal.call_async(self._close_here())
         self._portal.close()

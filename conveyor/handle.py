@@ -122,11 +122,11 @@ class Job(Generic[R]):
 
     async def refresh_async(self) -> Job[R]:
         """Async twin of :meth:`refresh`."""
-        return await self._app._portal.call_async(self._reload())
+        return await self._reload()
 
     async def _reload(self) -> Job[R]:
-        """Read the record again, on the portal loop."""
-        broker = await self._app._connected()
+        """Read the record again, on the running loop."""
+        broker = await self._app._broker()
         record = await broker.get(self._record.id)
         if record is None:
             raise JobNotFound(f"job {self._record.id} no longer exists (retention removed it?)")
@@ -145,7 +145,7 @@ class Job(Generic[R]):
 
     async def result_async(self, timeout: float | None = None) -> R:
         """Async twin of :meth:`result`."""
-        return await self._app._portal.call_async(self._wait(timeout))
+        return await self._wait(timeout)
 
     async def _wait(self, timeout: float | None) -> R:
         deadline = None if timeout is None else time.monotonic() + timeout

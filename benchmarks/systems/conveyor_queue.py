@@ -94,7 +94,7 @@ class ConveyorQueue(System):
         await TASKS[task].enqueue_async(arg)
 
     async def close(self) -> None:
-        app.close()
+        await app.close_async()
 
     # -- the memory broker: a worker thread inside this process ---------------------------
 
