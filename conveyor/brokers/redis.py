@@ -5,7 +5,9 @@ Every change of a job is one Lua script (``lua/*.lua``, each run after the helpe
 ``{prefix:queue}`` (the layout is at the top of ``lua/lib.lua``), so a script on one queue
 runs on one cluster slot; on a cluster, an operation on several queues runs one script per
 queue. Idle workers block in BLPOP on their queues' signal lists, on a connection of their
-own. ``docs/redis.md`` tells the whole design: wake-ups, lost connections, memory.
+own; a worker idle on one queue also blocks on an inbox, where an enqueue hands it a job
+already claimed for it. ``docs/redis.md`` tells the whole design: wake-ups, hand-offs, lost
+connections, memory.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import builtins
 import functools
 import hashlib
+import logging
 import os
 import time
 from collections import Counter
@@ -42,6 +45,8 @@ from conveyor.brokers.base import (
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, ErrorInfo, JobRecord, Status
 
+log = logging.getLogger("conveyor.redis")
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -62,6 +67,15 @@ _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_worker = msgspec.json.Decoder(WorkerInfo).decode
 
 
+class _Idle(msgspec.Struct):
+    """What the last claim left free: a worker of one queue may be handed that many jobs."""
+
+    queue: str
+    worker: str
+    slots: int
+    lease: float
+
+
 class _Payload(msgspec.Struct):
     """The fields of a job that never change, stored as one JSON object."""
 
@@ -80,6 +94,7 @@ class _Payload(msgspec.Struct):
 # The immutable fields are a subset of JobRecord's: they decode straight into one.
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
 
 
 def _enqueued(job: JobRecord) -> tuple[Any, ...]:
@@ -105,6 +120,15 @@ def _outcome(out: Outcome) -> tuple[str, ...]:
         "" if out.error is None else _encode(out.error).decode(),
         "" if out.eta is None else repr(out.eta),
     )
+
+
+def _handed(batch: bytes) -> list[JobRecord]:
+    """The jobs enqueue.lua handed to an idle worker: {id, payload, eta, attempts, token}
+    each (the claim fields are set by claim())."""
+    return [
+        _record(payload, attempts=attempts, eta=float(eta), token=token)
+        for _id, payload, eta, attempts, token in _unpack(batch)
+    ]
 
 
 def _opt(value: bytes | None) -> float | None:
@@ -234,6 +258,8 @@ class RedisBroker:
         self._pid = os.getpid()
         self._where: dict[str, str] = {}  # job id -> its queue
         self._receipts: dict[tuple[str, ...], list[str]] = {}  # claims whose reply was lost
+        self._idle: _Idle | None = None  # set by claim(), for wait() to offer the free slots
+        self._stash: list[JobRecord] = []  # jobs handed over in a wait, for the next claim
         tag = "{" + self._prefix + "}"
         self._k_queues, self._k_keys = f"{tag}:queues", f"{tag}:keys"
         self._k_workers, self._k_seen = f"{tag}:workers", f"{tag}:seen"
@@ -248,7 +274,10 @@ class RedisBroker:
         await (await self._conn()).ping()
 
     async def close(self) -> None:
-        """Close the connections; a later operation connects again."""
+        """Close the connections; a later operation connects again. Jobs handed to this
+        worker and not yet claimed go back to their queue."""
+        if self._idle is not None or self._stash:
+            await self._withdraw()
         clients = [self._client, self._blocker]
         self._client = self._blocker = None
         for client in clients:
@@ -273,6 +302,7 @@ class RedisBroker:
     async def _conn(self) -> Any:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
             self._client = self._blocker = self._lock = None
+            self._idle, self._stash = None, []  # the parent's, not ours
             self._pid = os.getpid()
         if self._client is None:
             if self._lock is None:
@@ -396,11 +426,13 @@ class RedisBroker:
             calls.append(self._eval("enqueue", keys, [now, queue, _pack(batch)]))
         if self._cluster:
             calls.append(self._client.sadd(self._k_queues, *groups))
-        answers = await asyncio.gather(*calls)
+        # One call (the usual case) is awaited as it is: gather would wrap it in a task and
+        # cost the enqueue a turn of the loop before it is even sent.
+        answers = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         stored: list[JobRecord] = list(jobs)
         for indexes, answer in zip(groups.values(), answers, strict=False):
             for i, raw in zip(indexes, answer, strict=True):
-                if raw in (b"queued", b"scheduled"):
+                if raw in (b"queued", b"scheduled", b"running"):  # running: handed off
                     stored[i] = msgspec.structs.replace(
                         jobs[i],
                         status=Status(raw.decode()),
@@ -423,6 +455,10 @@ class RedisBroker:
         names = list(dict.fromkeys(queues))
         if not names or limit <= 0:
             return []
+        if self._stash:  # handed over during the last wait: already claimed, no round trip
+            jobs, self._stash = self._stash[:limit], self._stash[limit:]
+            self._idle = _Idle(names[0], worker, limit - len(jobs), lease)
+            return self._claimed(jobs, worker, now, lease)
         await self._conn()
         args: list[Any] = [now, now + lease, worker]
         if not self._cluster or len(names) == 1:
@@ -443,6 +479,13 @@ class RedisBroker:
                 *(self._claim_from([q], [*args, n]) for q, n in shares.items())
             )
             jobs = sorted((j for p in parts for j in p), key=lambda j: (-j.priority, j.eta, j.id))
+        # A worker of one queue with slots left may be handed jobs while it waits.
+        self._idle = _Idle(names[0], worker, limit - len(jobs), lease) if len(names) == 1 else None
+        return self._claimed(jobs, worker, now, lease)
+
+    def _claimed(
+        self, jobs: list[JobRecord], worker: str, now: float, lease: float
+    ) -> list[JobRecord]:
         for job in jobs:
             job.status, job.worker = Status.RUNNING, worker
             job.started_at, job.lease_until = now, now + lease
@@ -469,6 +512,22 @@ class RedisBroker:
             for payload, eta, error, attempts, token in raw
         ]
 
+    async def _withdraw(self) -> None:
+        """Stop being handed jobs, and hand back those handed over but not claimed. Best
+        effort: if Redis cannot be reached, their leases expire and they are recovered."""
+        idle, stash = self._idle, self._stash
+        self._idle, self._stash = None, []
+        if idle is None and not stash:
+            return
+        leases = [Lease(j.id, j.token) for j in stash]
+        try:
+            if idle is not None:
+                raw = await self._eval("withdraw", [self._tag(idle.queue)], [idle.worker])
+                leases += [Lease(_text(i), int(t)) for i, t in raw]
+            await self.release(leases, time.time())
+        except (rexc.RedisError, rexc.RedisClusterException, OSError, BrokerUnavailable) as exc:
+            log.warning("could not hand back %d jobs handed to this worker: %s", len(leases), exc)
+
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a job may be due in ``queues`` (an enqueue, a retry, a resume, a
         scheduled job's eta), or after ``timeout`` seconds. May return early; on a lost
@@ -478,24 +537,44 @@ class RedisBroker:
         if not names:
             await asyncio.sleep(timeout)
             return
+        idle = self._idle
+        if idle is not None and (names != [idle.queue] or idle.slots <= 0):
+            idle = None
         try:
             await self._conn()
             tags = [self._tag(q) for q in names]
             now = time.time()
-            answers = [a for _, a in await self._spread("probe", tags, [now])]
+            if idle is None:
+                answers = [a for _, a in await self._spread("probe", tags, [now])]
+                sigs = [f"{t}:sig" for t in tags]
+                groups = [[k] for k in sigs] if self._cluster else [sigs]
+                inbox = ""
+            else:
+                # The slots it offers outlast this wait a little: its end claims anyway.
+                offer = [idle.worker, idle.slots, idle.lease, now + timeout + 1.0]
+                answers = [await self._eval("probe", tags, [now, *offer])]
+                inbox = f"{tags[0]}:in:{idle.worker}"
+                groups = [[inbox, f"{tags[0]}:sig"]]  # one slot: a cluster takes it as one
             if any(a[0] for a in answers):
                 return
             etas = [float(a[1]) for a in answers if len(a) > 1]
             until_eta = min(etas) - now if etas else float("inf")
-            await self._block([f"{t}:sig" for t in tags], min(timeout, until_eta), until_eta)
+            try:
+                await self._block(groups, min(timeout, until_eta), until_eta, inbox)
+            except asyncio.CancelledError:
+                await self._withdraw()  # it stops waiting: no more jobs may be handed to it
+                raise
         except (rexc.RedisError, rexc.RedisClusterException, OSError) as exc:
             if not _outage(exc):
                 raise
             await asyncio.sleep(max(0.0, min(timeout, 0.5) - (time.monotonic() - started)))
 
-    async def _block(self, keys: list[str], seconds: float, until_eta: float) -> None:
-        """BLPOP on ``keys`` for ``seconds``. Ends here exactly at an eta (which drops the
-        connection); Redis ends the plain timeouts, keeping it."""
+    async def _block(
+        self, groups: list[list[str]], seconds: float, until_eta: float, inbox: str
+    ) -> None:
+        """BLPOP on each group of keys (of one slot) for ``seconds``; jobs popped from
+        ``inbox`` (in the only group, if any) go to the stash. Ends here exactly at an eta
+        (which drops the connection); Redis ends the plain timeouts, keeping it."""
         if seconds <= 0:
             return
         if self._blocker is None:
@@ -506,7 +585,15 @@ class RedisBroker:
         exact = until_eta <= seconds
         server = seconds + 1.0 if exact else seconds
         local = seconds if exact else seconds + 5.0
-        groups = [[k] for k in keys] if self._cluster else [keys]
+        if len(groups) == 1:  # in this task: a task of its own would cost a turn of the loop
+            try:
+                async with asyncio.timeout(local):
+                    popped = await self._blocker.blpop(groups[0], timeout=server)
+            except TimeoutError:
+                return
+            if popped is not None and _text(popped[0]) == inbox:
+                self._stash += _handed(popped[1])
+            return
         pops = [asyncio.ensure_future(self._blocker.blpop(g, timeout=server)) for g in groups]
         try:
             await asyncio.wait(pops, timeout=local, return_when=asyncio.FIRST_COMPLETED)

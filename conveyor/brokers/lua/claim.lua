@@ -7,6 +7,19 @@
 local now_s, lease_until, worker, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out, taken, low, fresh = {}, {}, {}, {}
 
+-- Hand over job id of queue q, fields f = {status, token, worker, eta, error, attempts}, if
+-- this worker still holds it under token (ARGV tokens are strings, stored ones too).
+local function again(q, id, token, f)
+  if f[1] == 'running' and f[3] == worker and tonumber(f[2]) == token and #out < limit then
+    out[#out + 1] = {redis.call('GET', pkey(q, id)), f[4], f[5] or '', tonumber(f[6]), token}
+    taken[q] = taken[q] or {}
+    table.insert(taken[q], id)
+    low[q] = math.min(low[q] or token, token - 1)
+    return true
+  end
+  return false
+end
+
 local function take(q, id, token)
   local j = jkey(q, id)
   local f = redis.call('HMGET', j, 'e', 'x', 'a')
@@ -28,17 +41,29 @@ for i = 6, #ARGV do
     for n = 3, #entries do
       local f = redis.call('HMGET', jkey(q, entries[n]), 's', 't', 'w', 'e', 'x', 'a')
       local token = tonumber(f[2])
-      if f[1] == 'running' and f[3] == worker and token > from and token <= to
-        and #out < limit then
-        out[#out + 1] = {redis.call('GET', pkey(q, entries[n])), f[4], f[5] or '',
-          tonumber(f[6]), token}
-        taken[q] = taken[q] or {}
-        table.insert(taken[q], entries[n])
-        low[q] = math.min(low[q] or token, token - 1)
-      end
+      if token and token > from and token <= to then again(q, entries[n], token, f) end
     end
     redis.call('DEL', rc)
   end
+end
+
+-- This worker is busy again: no more jobs handed to it, and those handed while it did not
+-- read its inbox are claimed now. One beyond the limit (none should be) is handed back.
+for _, q in ipairs(KEYS) do
+  unregister(q, worker)
+  local inbox = q .. ':in:' .. worker
+  for _, batch in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
+    for _, h in ipairs(cmsgpack.unpack(batch)) do
+      local f = redis.call('HMGET', jkey(q, h[1]), 's', 't', 'w', 'e', 'x', 'a', 'pr')
+      if not again(q, h[1], h[5], f) and f[1] == 'running' and f[3] == worker
+        and tonumber(f[2]) == h[5] then
+        redis.call('ZREM', q .. ':run', h[1])
+        push(q, h[1], f[7], now_s, tonumber(now_s),
+          {'a', math.max(tonumber(f[6]) - 1, 0), 'w', '', 'l', ''})
+      end
+    end
+  end
+  redis.call('DEL', inbox)
 end
 
 -- Per queue, make its due scheduled jobs queued, then list its best candidates in claim

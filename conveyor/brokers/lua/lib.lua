@@ -19,6 +19,10 @@
 --   Q:sig           list    wake-up markers that idle workers block on (BLPOP)
 --   Q:paused        string  present while the queue is paused
 --   Q:rc:<receipt>  list    one claim's range of tokens, then the ids it took; kept for a lease
+--   Q:idle          list    a worker id per free slot of the workers blocked idle on Q alone
+--   Q:iw            hash    such a worker -> "<expiry> <lease seconds>" of its Q:idle entries
+--   Q:in:<worker>   list    jobs handed to that idle worker at enqueue (MessagePack batches of
+--                           {id, payload, eta, attempts, token}); expires after a lease
 -- Job ids sort by creation time, and so do the ids of one priority with the same eta.
 
 local MAX_MARKERS = 32
@@ -38,6 +42,12 @@ local function wake(q, n)
   local sig = q .. ':sig'
   for _ = 1, math.min(n, MAX_MARKERS) do redis.call('LPUSH', sig, '1') end
   redis.call('LTRIM', sig, 0, MAX_MARKERS - 1)
+end
+
+-- Worker w of queue q is no longer idle: drop its entries.
+local function unregister(q, w)
+  redis.call('LREM', q .. ':idle', 0, w)
+  redis.call('HDEL', q .. ':iw', w)
 end
 
 -- Queue job id (priority pr, a string) at eta (a string, kept exactly as given).

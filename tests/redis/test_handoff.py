@@ -1,0 +1,171 @@
+"""Hand-offs: an enqueue claims a due job for a worker blocked idle on its queue and pushes
+it to that worker's inbox, which saves the worker a claim's round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+
+from conveyor.brokers.base import Lease
+from conveyor.brokers.redis import RedisBroker
+from conveyor.job import Status
+from tests.brokers.support import LEASE, claim, eventually, make_job, must_get
+from tests.redis.conftest import fresh
+from tests.servers import RedisCluster, RedisServer
+
+OFFERED = 0.01  # a wait this short returns at once; the slots it offered stay for a second
+
+
+@pytest.fixture(params=["server", "cluster"])
+def url(request: pytest.FixtureRequest) -> str:
+    """A fresh namespace on the single server, then on the cluster."""
+    if request.param == "server":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return fresh(server.url)
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    return fresh(cluster.url)
+
+
+@pytest.fixture
+async def pair(url: str) -> AsyncIterator[tuple[RedisBroker, RedisBroker]]:
+    """A worker's broker and a producer's, on the same namespace."""
+    brokers = [RedisBroker(url), RedisBroker(url)]
+    for b in brokers:
+        await b.connect()
+    try:
+        yield brokers[0], brokers[1]
+    finally:
+        for b in brokers:
+            await b.close()
+
+
+async def offered(producer: RedisBroker, url: str, worker: str = "w1") -> bool:
+    """Whether ``worker`` offers slots in the default queue of ``url``'s namespace."""
+    tag = "{" + url.rsplit("prefix=", 1)[1] + ":default}"
+    return bool(await (await producer._conn()).hexists(f"{tag}:iw", worker))
+
+
+async def idle(worker: RedisBroker, slots: int, name: str = "w1") -> None:
+    """Make ``worker`` a worker of the default queue with ``slots`` free, offered to
+    producers for about a second."""
+    assert await claim(worker, limit=slots, worker=name) == []
+    await worker.wait(["default"], OFFERED)
+
+
+async def test_a_blocked_worker_is_handed_a_new_job(
+    pair: tuple[RedisBroker, RedisBroker], url: str
+) -> None:
+    worker, producer = pair
+    assert await claim(worker, limit=4) == []
+    waiting = asyncio.create_task(worker.wait(["default"], 30.0))
+    await eventually(lambda: offered(producer, url))
+    (job,) = await producer.enqueue([make_job()])
+    assert job.status is Status.RUNNING
+    await asyncio.wait_for(waiting, 10)
+    (got,) = await claim(worker, limit=4)  # no script: the wait brought it
+    assert (got.id, got.status, got.worker, got.attempts) == (job.id, Status.RUNNING, "w1", 1)
+    stored = await must_get(producer, job.id)
+    assert (stored.status, stored.worker, stored.token) == (Status.RUNNING, "w1", got.token)
+
+
+async def test_a_job_handed_after_the_wait_ended_comes_with_the_next_claim(
+    pair: tuple[RedisBroker, RedisBroker],
+) -> None:
+    worker, producer = pair
+    await idle(worker, slots=4)
+    (job,) = await producer.enqueue([make_job(max_attempts=3)])
+    assert job.status is Status.RUNNING
+    (got,) = await claim(worker, limit=4)
+    assert (got.id, got.attempts, got.max_attempts) == (job.id, 1, 3)
+    assert await claim(worker, limit=4) == []  # handed over once
+
+
+async def test_no_more_jobs_are_handed_than_slots_were_free(
+    pair: tuple[RedisBroker, RedisBroker],
+) -> None:
+    worker, producer = pair
+    await idle(worker, slots=2)
+    jobs = await producer.enqueue([make_job() for _ in range(5)])
+    assert [j.status for j in jobs] == [Status.RUNNING] * 2 + [Status.QUEUED] * 3
+    assert [j.id for j in await claim(worker, limit=2)] == [j.id for j in jobs[:2]]
+    rest = await claim(producer, limit=10, worker="w2")
+    assert [j.id for j in rest] == [j.id for j in jobs[2:]]
+
+
+async def test_a_paused_queue_hands_nothing(pair: tuple[RedisBroker, RedisBroker]) -> None:
+    worker, producer = pair
+    await idle(worker, slots=2)
+    await producer.set_paused("default", True)
+    (job,) = await producer.enqueue([make_job()])
+    assert job.status is Status.QUEUED
+    await producer.set_paused("default", False)
+    assert [j.id for j in await claim(worker, limit=2)] == [job.id]
+
+
+async def test_scheduled_jobs_are_not_handed(pair: tuple[RedisBroker, RedisBroker]) -> None:
+    worker, producer = pair
+    await idle(worker, slots=2)
+    (job,) = await producer.enqueue([make_job(eta=time.time() + 60)])
+    assert job.status is Status.SCHEDULED
+    assert await claim(worker, limit=2) == []
+
+
+async def test_an_expired_offer_is_not_taken(
+    pair: tuple[RedisBroker, RedisBroker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that died idle leaves an offer behind; it lapses after its wait."""
+    worker, producer = pair
+    await idle(worker, slots=2)
+    later = SimpleNamespace(time=lambda: time.time() + 5, monotonic=time.monotonic)
+    monkeypatch.setattr("conveyor.brokers.redis.time", later)
+    (job,) = await producer.enqueue([make_job()])
+    assert job.status is Status.QUEUED
+
+
+async def test_closing_hands_back_what_was_handed_and_not_claimed(
+    pair: tuple[RedisBroker, RedisBroker],
+) -> None:
+    worker, producer = pair
+    await idle(worker, slots=2)
+    (job,) = await producer.enqueue([make_job()])
+    assert job.status is Status.RUNNING
+    await worker.close()
+    stored = await must_get(producer, job.id)
+    assert (stored.status, stored.attempts, stored.worker) == (Status.QUEUED, 0, None)
+    (again,) = await claim(producer, limit=5, worker="w2")
+    assert (again.id, again.attempts) == (job.id, 1)
+
+
+async def test_a_cancelled_wait_withdraws_its_offer(
+    pair: tuple[RedisBroker, RedisBroker], url: str
+) -> None:
+    worker, producer = pair
+    assert await claim(worker, limit=3) == []
+    waiting = asyncio.create_task(worker.wait(["default"], 30.0))
+    await eventually(lambda: offered(producer, url))
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not await offered(producer, url)
+    (job,) = await producer.enqueue([make_job()])
+    assert job.status is Status.QUEUED
+
+
+async def test_a_handed_job_whose_lease_passed_is_not_claimed_by_its_old_worker(
+    pair: tuple[RedisBroker, RedisBroker],
+) -> None:
+    worker, producer = pair
+    await idle(worker, slots=1)
+    (job,) = await producer.enqueue([make_job(max_attempts=2)])
+    assert job.status is Status.RUNNING
+    handed = await must_get(producer, job.id)
+    assert await producer.recover(time.time() + LEASE + 60) == [job.id]
+    # The inbox still lists it under the old token: only the fresh claim of it counts.
+    (again,) = await claim(worker, limit=5)
+    assert (again.id, again.attempts) == (job.id, 2)
+    assert again.token > handed.token
+    await producer.release([Lease(again.id, again.token)], time.time())
