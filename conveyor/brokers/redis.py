@@ -56,6 +56,7 @@ DEFAULT_PREFIX = "conveyor"
 _STATUSES = [s.value for s in Status]
 _BATCH = 1000  # jobs per call of the scripts that sweep (recover, purge)
 _REMEMBERED = 100_000  # ids whose queue this object remembers
+_COMMAND_TIMEOUT = 30.0  # seconds Redis has to answer a command before it counts as lost
 # Errors that Redis answers while it cannot serve (starting, failing over, out of memory):
 # the worker retries them like a lost connection.
 _OUTAGE = {"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "OOM"}
@@ -215,6 +216,13 @@ def _outage(exc: BaseException) -> bool:
     return isinstance(exc, rexc.RedisError | rexc.RedisClusterException | OSError)
 
 
+async def _timed(command: Awaitable[T]) -> T:
+    """``command``, or TimeoutError (an outage) when Redis has not answered in time; the
+    connection is then dropped by redis-py, not reused with the reply still to come."""
+    async with asyncio.timeout(_COMMAND_TIMEOUT):
+        return await command
+
+
 def _guarded(
     method: Callable[P, Coroutine[Any, Any, T]],
 ) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -271,7 +279,7 @@ class RedisBroker:
     @_guarded
     async def connect(self) -> None:
         """Connect (detecting a cluster) and check that Redis answers."""
-        await (await self._conn()).ping()
+        await _timed((await self._conn()).ping())
 
     async def close(self) -> None:
         """Close the connections; a later operation connects again. Jobs handed to this
@@ -289,8 +297,10 @@ class RedisBroker:
     def _make(self, *, blocking: bool) -> Any:
         options: dict[str, Any] = {
             "socket_connect_timeout": 5.0,
-            # A blocked BLPOP may outlast any socket timeout; its wait bounds it instead.
-            "socket_timeout": None if blocking else 30.0,
+            # No socket timeout: redis-py would send every command from a task of its own
+            # (asyncio.wait_for), a turn of the loop late. _timed() bounds each call instead,
+            # and a blocked BLPOP is bounded by its wait.
+            "socket_timeout": None,
             "retry": Retry(NoBackoff(), 0)
             if blocking
             else Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
@@ -336,9 +346,9 @@ class RedisBroker:
         script, client = _script(name), await self._conn()
         argv = [*keys, *args]
         try:
-            return await client.evalsha(script.sha, len(keys), *argv)
+            return await _timed(client.evalsha(script.sha, len(keys), *argv))
         except rexc.NoScriptError:  # a restarted server has no script cache
-            return await client.eval(script.text, len(keys), *argv)
+            return await _timed(client.eval(script.text, len(keys), *argv))
 
     async def _spread(
         self, name: str, tags: Sequence[str], args: Sequence[Any]
@@ -352,7 +362,8 @@ class RedisBroker:
 
     async def _queues(self) -> list[str]:
         """Every queue that has had a job (or a pause), sorted."""
-        return sorted(_text(m) for m in await (await self._conn()).smembers(self._k_queues))
+        members = await _timed((await self._conn()).smembers(self._k_queues))
+        return sorted(_text(m) for m in members)
 
     def _remember(self, job_id: str, queue: str) -> None:
         if len(self._where) >= _REMEMBERED:
@@ -425,7 +436,7 @@ class RedisBroker:
             batch = [_enqueued(jobs[i]) for i in indexes]
             calls.append(self._eval("enqueue", keys, [now, queue, _pack(batch)]))
         if self._cluster:
-            calls.append(self._client.sadd(self._k_queues, *groups))
+            calls.append(_timed(self._client.sadd(self._k_queues, *groups)))
         # One call (the usual case) is awaited as it is: gather would wrap it in a task and
         # cost the enqueue a turn of the loop before it is even sent.
         answers = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
@@ -702,7 +713,7 @@ class RedisBroker:
     @_guarded
     async def workers(self, now: float, ttl: float) -> builtins.list[WorkerInfo]:
         """Workers whose last heartbeat is under ``ttl`` seconds old."""
-        reports = await (await self._conn()).hgetall(self._k_workers)
+        reports = await _timed((await self._conn()).hgetall(self._k_workers))
         found = [_decode_worker(r) for r in reports.values()]
         return sorted((w for w in found if w.seen_at > now - ttl), key=lambda w: w.id)
 
@@ -717,7 +728,7 @@ class RedisBroker:
         if self._cluster:
             await asyncio.gather(
                 self._eval("pause", [tag], [flag, queue]),
-                self._client.sadd(self._k_queues, queue),
+                _timed(self._client.sadd(self._k_queues, queue)),
             )
         else:
             await self._eval("pause", [tag, self._k_queues], [flag, queue])
@@ -727,7 +738,7 @@ class RedisBroker:
         """The paused queues, sorted."""
         queues = await self._queues()
         flags = await asyncio.gather(
-            *(self._client.exists(f"{self._tag(q)}:paused") for q in queues)
+            *(_timed(self._client.exists(f"{self._tag(q)}:paused")) for q in queues)
         )
         return [q for q, flag in zip(queues, flags, strict=True) if flag]
 
