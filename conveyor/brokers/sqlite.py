@@ -454,7 +454,7 @@ class SQLiteBroker:
             raise self._unavailable(exc) from exc  # "file is not a database", corruption
 
     def _unavailable(self, exc: sqlite3.Error) -> BrokerUnavailable:
-        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return BrokerUnavailable(
                 f"SQLite database {self.path} stayed locked by another connection for over "
                 f"{self._busy_timeout} ms ({exc}); raise it with ?busy_timeout= in the URL "
@@ -469,6 +469,24 @@ class SQLiteBroker:
                 f"cannot create the SQLite database {self.path}: the directory {folder} does "
                 f"not exist (create it, or change the URL {self.url!r})"
             )
+        # SQLite waits out a lock held by another connection for up to its busy timeout,
+        # except in a few moments of a new file's life (switching it to WAL, recovering the
+        # WAL index) where it answers "locked" at once: those are retried here.
+        deadline = time.monotonic() + self._busy_timeout / 1000
+        pause = 0.005
+        while True:
+            try:
+                return self._connect()
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorname", "").startswith(
+                    ("SQLITE_BUSY", "SQLITE_LOCKED")
+                )
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)  # on the broker's own thread
+            pause = min(pause * 2, 0.1)
+
+    def _connect(self) -> sqlite3.Connection:
         # timeout: SQLite's busy timeout. isolation_level=None: no implicit transactions;
         # every write transaction is an explicit BEGIN IMMEDIATE ... COMMIT.
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout / 1000, isolation_level=None)
