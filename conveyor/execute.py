@@ -149,6 +149,23 @@ def failure(job: JobRecord, task: Task[Any, Any] | None, exc: BaseException) -> 
     )
 
 
+async def _call(task: Task[Any, Any], job: JobRecord, sync: SyncRunner) -> Any:
+    """Call the task itself, bounded by the job's timeout."""
+    if not task.is_async:
+        return await sync.run(task.fn, job, job.timeout)
+    timeout = job.timeout
+    if timeout is None:
+        return await task.fn(*job.args, **job.kwargs)
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            return await task.fn(*job.args, **job.kwargs)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the task's own TimeoutError, not ours
+        raise TaskTimeout(f"{job.task} ran over its timeout of {timeout}s") from None
+
+
 async def execute(
     job: JobRecord,
     tasks: dict[str, Task[Any, Any]],
@@ -166,25 +183,12 @@ async def execute(
             "is the worker running the same code as the producer?"
         )
         return failure(job, None, exc)
-    timeout = job.timeout
-
-    async def call() -> Any:
-        if not task.is_async:
-            return await sync.run(task.fn, job, timeout)
-        if timeout is None:
-            return await task.fn(*job.args, **job.kwargs)
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                return await task.fn(*job.args, **job.kwargs)
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the task's own TimeoutError, not ours
-            raise TaskTimeout(f"{job.task} ran over its timeout of {timeout}s") from None
-
     try:
-        chain = compose(middleware, Context(job=job, task=task, worker=worker), call)
-        value = await chain() if middleware else await call()
+        if middleware:
+            ctx = Context(job=job, task=task, worker=worker)
+            value = await compose(middleware, ctx, functools.partial(_call, task, job, sync))()
+        else:  # the common case builds no chain: it runs once per job
+            value = await _call(task, job, sync)
         result = serde.encode_result(job.task, value)
     except (asyncio.CancelledError, _CancelInterrupt):
         raise

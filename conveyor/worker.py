@@ -25,13 +25,15 @@ EXIT_OK = 0
 EXIT_RESTART = 3  # a sync task would not stop: the supervisor should replace this process
 FLUSH_AT_EXIT = 10.0  # seconds a stopping worker keeps retrying to record outcomes
 UNKNOWN_TASK = "(unknown)"  # the stats label of every task this worker has not registered
+CLAIM_SPLIT = 20  # a claim for this many slots or more goes out as two halves at once
 
 
 class _Running:
-    __slots__ = ("job", "reason", "started", "task")
+    __slots__ = ("job", "reason", "started", "stats", "task")
 
-    def __init__(self, job: JobRecord) -> None:
+    def __init__(self, job: JobRecord, stats: TaskStats) -> None:
         self.job = job
+        self.stats = stats
         self.task: asyncio.Task[None] | None = None
         self.reason = ""  # why we cancelled it: "cancel", "lost" or "shutdown"
         self.started = time.perf_counter()
@@ -109,8 +111,11 @@ class Worker:
         # Created in run(), on the worker's own loop.
         self._stopping: asyncio.Event
         self._killed: asyncio.Event
+        # Set when a slot frees, and on stop() and kill(): what a full claim loop waits for.
         self._capacity: asyncio.Event
         self._outcome_ready: asyncio.Event
+        self._unclaimed: asyncio.Event  # clear while a claim is on its way to the broker
+        self._idle: asyncio.Timeout | None = None  # the wait of an idle worker, while it waits
         self._loop: asyncio.AbstractEventLoop | None = None
         # stop() or kill() called before run() has made its events (a SIGTERM at start-up).
         self._early: list[Callable[[], None]] = []
@@ -120,8 +125,10 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; running jobs get ``grace`` seconds, then are handed back."""
 
-        def soon() -> None:  # looks the event up when called: run() makes it
+        def soon() -> None:  # looks the events up when called: run() makes them
             self._stopping.set()
+            self._capacity.set()  # a full worker's claim loop waits on this one alone
+            self._end_idle_wait()
 
         self._call(soon)
 
@@ -131,6 +138,8 @@ class Worker:
         def now() -> None:
             self._stopping.set()
             self._killed.set()
+            self._capacity.set()
+            self._end_idle_wait()
 
         self._call(now)
 
@@ -157,6 +166,8 @@ class Worker:
         self._killed = asyncio.Event()
         self._capacity = asyncio.Event()
         self._outcome_ready = asyncio.Event()
+        self._unclaimed = asyncio.Event()
+        self._unclaimed.set()
         early, self._early = self._early, []
         for fn in early:
             fn()
@@ -192,6 +203,7 @@ class Worker:
 
     async def _claim_loop(self, tg: asyncio.TaskGroup) -> None:
         pause = 0.1
+        busy = False  # the last claim got all it asked for: more work is likely waiting
         while not self._stopping.is_set():
             if self._sync.stuck:
                 log.critical(
@@ -203,11 +215,13 @@ class Worker:
                 break
             free = self.concurrency - len(self._running)
             if free <= 0:
+                # One plain event and no helper tasks: the jobs of a batch tend to end
+                # together, and this wakes in the same pass of the loop as their ends.
                 self._capacity.clear()
-                await _first(self._capacity.wait(), self._stopping.wait())
+                await self._capacity.wait()
                 continue
             try:
-                jobs = await self.broker.claim(self.queues, self.id, free, self.lease, time.time())
+                claimed = await self._claim(tg, free, split=busy)
             except Exception as exc:  # the broker is down: back off and try again
                 log.error(
                     "claim failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, pause
@@ -217,21 +231,76 @@ class Worker:
                 continue
             pause = 0.1
             self._last_claim = time.monotonic()
-            for job in jobs:
-                self._tally(job).observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
-                entry = _Running(job)
-                self._running[job.id] = entry
-                entry.task = tg.create_task(self._run_one(entry))
-            if len(jobs) == free:
+            busy = claimed == free
+            if busy:
                 continue
-            if not jobs and self.burst and not self._running:
+            if not claimed and self.burst and not self._running:
                 log.info("worker %s: no due jobs left, burst done", self.id)
                 break
-            idle = [self.broker.wait(self.queues, self.poll), self._stopping.wait()]
             if self.burst:  # the last job's end may be the moment to exit
                 self._capacity.clear()
-                idle.append(self._capacity.wait())
-            await _first(*idle)
+                await _first(
+                    self.broker.wait(self.queues, self.poll),
+                    self._stopping.wait(),
+                    self._capacity.wait(),
+                )
+            else:
+                await self._idle_wait()
+
+    async def _idle_wait(self) -> None:
+        """Wait for the broker's wake-up in this very task, until stop() ends it early: a
+        helper task per wait would cost the job that ends it one more turn of the loop."""
+        if self._stopping.is_set():
+            return
+        idle = asyncio.timeout(None)
+        try:
+            async with idle:
+                self._idle = idle
+                await self.broker.wait(self.queues, self.poll)
+        except TimeoutError:
+            if not idle.expired():
+                raise
+        finally:
+            self._idle = None
+
+    def _end_idle_wait(self) -> None:
+        if self._idle is not None:
+            self._idle.reschedule(asyncio.get_running_loop().time())
+
+    async def _claim(self, tg: asyncio.TaskGroup, free: int, *, split: bool) -> int:
+        """Claim up to ``free`` jobs and start them; returns how many came."""
+        self._unclaimed.clear()
+        try:
+            if not split or free < CLAIM_SPLIT:
+                return await self._claim_some(tg, free)
+            # A broker spends time on each job it hands out (Redis: tens of µs), so a big
+            # claim from a busy queue goes out as two halves at once: the jobs of the first
+            # half start while the broker is still taking the second. Together they ask for
+            # the free slots only. (An idle worker's claim is not split: it would cost the
+            # latency path a second round trip for nothing.)
+            halves = await asyncio.gather(
+                self._claim_some(tg, free // 2),
+                self._claim_some(tg, free - free // 2),
+                return_exceptions=True,  # let both end: the jobs of either must start
+            )
+            claimed = 0
+            for half in halves:
+                if isinstance(half, BaseException):
+                    raise half
+                claimed += half
+            return claimed
+        finally:
+            self._unclaimed.set()
+
+    async def _claim_some(self, tg: asyncio.TaskGroup, limit: int) -> int:
+        jobs = await self.broker.claim(self.queues, self.id, limit, self.lease, time.time())
+        for job in jobs:
+            stats = self._tally(job)
+            stats.observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
+            entry = _Running(job, stats)
+            self._running[job.id] = entry
+            entry.task = tg.create_task(self._run_one(entry))
+        return len(jobs)
 
     async def _run_one(self, entry: _Running) -> None:
         job = entry.job
@@ -253,7 +322,7 @@ class Worker:
             del self._running[job.id]
             self._capacity.set()
         if outcome is not None:
-            self._log_outcome(job, outcome, time.perf_counter() - entry.started)
+            self._log_outcome(entry, outcome, time.perf_counter() - entry.started)
             self._outcomes.append(outcome)
             self._outcome_ready.set()
 
@@ -269,8 +338,8 @@ class Worker:
             stats = per_task[name] = TaskStats()
         return stats
 
-    def _log_outcome(self, job: JobRecord, out: Outcome, took: float) -> None:
-        tally = self._tally(job)
+    def _log_outcome(self, entry: _Running, out: Outcome, took: float) -> None:
+        job, tally = entry.job, entry.stats
         if out.status is not Status.CANCELLED:
             tally.observe_run(took)
         if out.status is Status.SUCCEEDED:  # the hot path: build no string unless logged
@@ -309,6 +378,10 @@ class Worker:
         pause = 0.1
         while True:
             await self._outcome_ready.wait()
+            # A claim on its way goes first: the broker would otherwise apply these outcomes
+            # before taking the jobs that refill their slots, and the slots wait. It delays
+            # the outcomes by one claim at most, and they end up in one batch.
+            await self._unclaimed.wait()
             self._outcome_ready.clear()
             batch, self._outcomes = self._outcomes, []
             if batch:
