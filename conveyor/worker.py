@@ -231,6 +231,10 @@ class Worker:
                 continue
             pause = 0.1
             self._last_claim = time.monotonic()
+            if claimed:
+                # Let the jobs just claimed take their first step before this task goes on
+                # to the broker again (a claim or a wait costs a broker call's worth of CPU).
+                await asyncio.sleep(0)
             busy = claimed == free
             if busy:
                 continue
