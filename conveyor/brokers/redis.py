@@ -216,6 +216,17 @@ def _outage(exc: BaseException) -> bool:
     return isinstance(exc, rexc.RedisError | rexc.RedisClusterException | OSError)
 
 
+async def _eval_on(conn: Any, script: _Script, n_keys: int, argv: list[Any]) -> Any:
+    """Run ``script`` on one redis-py connection; on any error or cancel, redis-py drops
+    the connection rather than read a late reply as the next command's."""
+    try:
+        await conn.send_command("EVALSHA", script.sha, n_keys, *argv)
+        return await conn.read_response()
+    except rexc.NoScriptError:  # a restarted server has no script cache
+        await conn.send_command("EVAL", script.text, n_keys, *argv)
+        return await conn.read_response()
+
+
 async def _timed(command: Awaitable[T]) -> T:
     """``command``, or TimeoutError (an outage) when Redis has not answered in time; the
     connection is then dropped by redis-py, not reused with the reply still to come."""
@@ -262,6 +273,11 @@ class RedisBroker:
         self._cluster = False
         self._client: Any = None
         self._blocker: Any = None  # for BLPOP only, so that a blocked wait holds no pooled link
+        # On a single server, one connection of each client is used directly, one call at a
+        # time, past redis-py's pool, retry and metrics layers: a quarter off a round trip.
+        self._lane: Any = None
+        self._lane_busy = False
+        self._block_lane: Any = None
         self._lock: asyncio.Lock | None = None
         self._pid = os.getpid()
         self._where: dict[str, str] = {}  # job id -> its queue
@@ -287,9 +303,15 @@ class RedisBroker:
         if self._idle is not None or self._stash:
             await self._withdraw()
         clients = [self._client, self._blocker]
-        self._client = self._blocker = None
+        lanes = [self._lane, self._block_lane]
+        self._client = self._blocker = self._lane = self._block_lane = None
+        if self._pid != os.getpid():
+            return
+        for lane in lanes:
+            if lane is not None:
+                await lane.disconnect()
         for client in clients:
-            if client is not None and self._pid == os.getpid():
+            if client is not None:
                 await client.aclose()
 
     # -- plumbing -----------------------------------------------------------------------
@@ -312,6 +334,7 @@ class RedisBroker:
     async def _conn(self) -> Any:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
             self._client = self._blocker = self._lock = None
+            self._lane = self._block_lane = None
             self._idle, self._stash = None, []  # the parent's, not ours
             self._pid = os.getpid()
         if self._client is None:
@@ -331,6 +354,8 @@ class RedisBroker:
                     client = self._make(blocking=False)
                     if self._cluster:  # learn the slots once, before concurrent commands
                         await client.initialize()
+                    else:
+                        self._lane = client.connection_pool.make_connection()
                     self._client = client
         return self._client
 
@@ -345,6 +370,15 @@ class RedisBroker:
     async def _eval(self, name: str, keys: Sequence[str], args: Iterable[Any]) -> Any:
         script, client = _script(name), await self._conn()
         argv = [*keys, *args]
+        lane = self._lane
+        if lane is not None and not self._lane_busy:
+            self._lane_busy = True
+            try:
+                return await _timed(_eval_on(lane, script, len(keys), argv))
+            except rexc.ConnectionError:
+                pass  # redis-py dropped the connection: the pool's retries take over below
+            finally:
+                self._lane_busy = False
         try:
             return await _timed(client.evalsha(script.sha, len(keys), *argv))
         except rexc.NoScriptError:  # a restarted server has no script cache
@@ -597,9 +631,15 @@ class RedisBroker:
         server = seconds + 1.0 if exact else seconds
         local = seconds if exact else seconds + 5.0
         if len(groups) == 1:  # in this task: a task of its own would cost a turn of the loop
+            if self._block_lane is None and not self._cluster:
+                self._block_lane = self._blocker.connection_pool.make_connection()
             try:
                 async with asyncio.timeout(local):
-                    popped = await self._blocker.blpop(groups[0], timeout=server)
+                    if self._block_lane is not None:
+                        await self._block_lane.send_command("BLPOP", *groups[0], server)
+                        popped = await self._block_lane.read_response()
+                    else:
+                        popped = await self._blocker.blpop(groups[0], timeout=server)
             except TimeoutError:
                 return
             if popped is not None and _text(popped[0]) == inbox:
