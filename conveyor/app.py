@@ -170,10 +170,8 @@ class Conveyor:
         """
         task = self.tasks.get(name)
         if task is not None:
-            try:
-                task.signature.bind(*args, **(kwargs or {}))
-            except TypeError as exc:
-                raise TypeError(f"cannot enqueue {name}: {exc}") from None
+            args = list(args)
+            task.check_args(args, kwargs or {})
         return build_record(
             name,
             task.settings if task else None,

@@ -6,7 +6,7 @@ import datetime as dt
 import inspect
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
 import msgspec
@@ -175,12 +175,9 @@ class Dispatch(Generic[P, R]):
         self._opts = opts
         self._connection = connection
 
-    def _record(self, args: Iterable[Any], kwargs: dict[str, Any], now: float) -> JobRecord:
+    def _record(self, args: Sequence[Any], kwargs: dict[str, Any], now: float) -> JobRecord:
         task = self._task
-        try:
-            task.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"cannot enqueue {task.name}: {exc}") from None
+        task.check_args(args, kwargs)
         return build_record(
             task.name, task.settings, self._opts, args, kwargs, task.app.max_payload, now
         )
@@ -217,6 +214,15 @@ class Task(Generic[P, R]):
         self.settings = settings
         self.name = settings.name
         self.signature = inspect.signature(fn)
+        # (required, total) positional parameters, when every parameter is a plain one:
+        # then a call with positional arguments only is checked by counting them.
+        plain = all(
+            p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            for p in self.signature.parameters.values()
+        )
+        params = self.signature.parameters.values()
+        required = sum(p.default is inspect.Parameter.empty for p in params)
+        self._positional = (required, len(params)) if plain else None
         self.is_async = inspect.iscoroutinefunction(fn)
         self._plain = Dispatch(self, Options())
         self.__doc__ = fn.__doc__
@@ -224,6 +230,16 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.settings.queue}>"
+
+    def check_args(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Raise TypeError, naming the task, unless the function accepts these arguments."""
+        counts = self._positional
+        if counts is not None and not kwargs and counts[0] <= len(args) <= counts[1]:
+            return  # the usual call, checked without binding (a hot path of enqueue)
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"cannot enqueue {self.name}: {exc}") from None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Run the function in this process, as a plain call (a coroutine for async tasks)."""

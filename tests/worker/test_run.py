@@ -138,6 +138,38 @@ async def test_wrong_arguments_are_refused_at_enqueue(app: conveyor.Conveyor) ->
     assert await app.broker.counts() == {}
 
 
+async def test_argument_checks_see_defaults_and_special_parameters(
+    app: conveyor.Conveyor,
+) -> None:
+    """Counting positional arguments (the fast check) never accepts what binding refuses."""
+
+    @app.task
+    def scale(x: int, factor: int = 2) -> int:
+        return x * factor
+
+    @app.task
+    def flagged(x: int, *, flag: bool) -> bool:
+        return flag
+
+    @app.task
+    def first(x: int, /) -> int:
+        return x
+
+    scale.enqueue(1)
+    scale.enqueue(1, 3)
+    app.enqueue(scale.name, args=[1], kwargs={"factor": 3})
+    for bad in [(), (1, 2, 3)]:
+        with pytest.raises(TypeError, match=rf"cannot enqueue {scale.name}"):
+            scale.enqueue(*bad)
+    with pytest.raises(TypeError, match=rf"cannot enqueue {flagged.name}: .*'flag'"):
+        flagged.enqueue(1)  # type: ignore[call-arg]
+    flagged.enqueue(1, flag=True)
+    with pytest.raises(TypeError, match=rf"cannot enqueue {first.name}"):
+        first.enqueue(x=1)  # type: ignore[call-arg]
+    first.enqueue(1)
+    assert sum((await app.broker.counts())["default"].values()) == 5
+
+
 async def test_non_json_arguments_are_refused_at_enqueue(app: conveyor.Conveyor) -> None:
     """A set or datetime argument raises SerializationError naming it; nothing is enqueued."""
 
