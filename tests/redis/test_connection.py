@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import redis
 from conveyor.brokers import from_url
 from conveyor.brokers.redis import RedisBroker
 from conveyor.errors import BrokerUnavailable, ConfigurationError, MissingDependency
+from conveyor.job import Status
 from tests.brokers.support import claim_one, make_job, must_get
 from tests.redis.conftest import fresh
 from tests.servers import RedisServer, free_port, temp_root
@@ -161,3 +164,18 @@ async def test_a_full_redis_refuses_enqueues_as_unavailable(durable_redis: Redis
         admin.config_set("maxmemory", "0")
         admin.close()
         await broker.close()
+
+
+async def test_a_cancelled_call_leaves_no_reply_for_the_next(broker: RedisBroker) -> None:
+    """Calls share one connection on a single server: one cancelled between its command and
+    its reply must not hand that reply to the next call."""
+    (job,) = await broker.enqueue([make_job(queue="cancelled")])
+    for turns in range(6):
+        call = asyncio.create_task(broker.counts())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+        assert (await must_get(broker, job.id)).queue == "cancelled"
+        assert (await broker.counts())["cancelled"][Status.QUEUED] == 1
