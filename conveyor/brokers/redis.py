@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import functools
 import hashlib
 import logging
@@ -46,6 +47,10 @@ from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, ErrorInfo, JobRecord, Status
 
 log = logging.getLogger("conveyor.redis")
+
+_pack_command: Any = None  # the C parser of the redis extra packs commands 5x faster
+with contextlib.suppress(ImportError):  # redis-py works without it
+    from hiredis import pack_command as _pack_command
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -216,15 +221,22 @@ def _outage(exc: BaseException) -> bool:
     return isinstance(exc, rexc.RedisError | rexc.RedisClusterException | OSError)
 
 
+async def _command(conn: Any, *args: Any) -> Any:
+    """Send one command on a redis-py connection and read its reply. On any error or cancel
+    redis-py drops the connection, so a late reply is never read as the next command's."""
+    if _pack_command is None:
+        await conn.send_command(*args)
+    else:
+        await conn.send_packed_command(_pack_command(args))
+    return await conn.read_response()
+
+
 async def _eval_on(conn: Any, script: _Script, n_keys: int, argv: list[Any]) -> Any:
-    """Run ``script`` on one redis-py connection; on any error or cancel, redis-py drops
-    the connection rather than read a late reply as the next command's."""
+    """Run ``script`` on one redis-py connection (see :func:`_command`)."""
     try:
-        await conn.send_command("EVALSHA", script.sha, n_keys, *argv)
-        return await conn.read_response()
+        return await _command(conn, "EVALSHA", script.sha, n_keys, *argv)
     except rexc.NoScriptError:  # a restarted server has no script cache
-        await conn.send_command("EVAL", script.text, n_keys, *argv)
-        return await conn.read_response()
+        return await _command(conn, "EVAL", script.text, n_keys, *argv)
 
 
 async def _timed(command: Awaitable[T]) -> T:
@@ -636,8 +648,7 @@ class RedisBroker:
             try:
                 async with asyncio.timeout(local):
                     if self._block_lane is not None:
-                        await self._block_lane.send_command("BLPOP", *groups[0], server)
-                        popped = await self._block_lane.read_response()
+                        popped = await _command(self._block_lane, "BLPOP", *groups[0], server)
                     else:
                         popped = await self._blocker.blpop(groups[0], timeout=server)
             except TimeoutError:
