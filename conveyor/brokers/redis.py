@@ -239,6 +239,14 @@ async def _eval_on(conn: Any, script: _Script, n_keys: int, argv: list[Any]) -> 
         return await _command(conn, "EVAL", script.text, n_keys, *argv)
 
 
+async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """``asyncio.gather``, except that one call (the usual case: one queue) is awaited as it
+    is: gather would wrap it in a task, a turn of the loop before it is even sent."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    return list(await asyncio.gather(*calls))
+
+
 async def _timed(command: Awaitable[T]) -> T:
     """``command``, or TimeoutError (an outage) when Redis has not answered in time; the
     connection is then dropped by redis-py, not reused with the reply still to come."""
@@ -403,7 +411,7 @@ class RedisBroker:
         per queue (concurrently) on a cluster, where a script reaches one slot only.
         Returns (the tags of a call, its answer) pairs."""
         groups = [[t] for t in tags] if self._cluster else ([list(tags)] if tags else [])
-        answers = await asyncio.gather(*(self._eval(name, g, args) for g in groups))
+        answers = await _all([self._eval(name, g, args) for g in groups])
         return list(zip(groups, answers, strict=True))
 
     async def _queues(self) -> list[str]:
@@ -444,11 +452,11 @@ class RedisBroker:
         for i, job_id in enumerate(ids):
             if job_id in where:
                 groups.setdefault(where[job_id], []).append(row(i))
-        answers = await asyncio.gather(
-            *(
+        answers = await _all(
+            [
                 self._eval(name, [self._tag(q), self._keys_of(self._tag(q))], [*head, _pack(rows)])
                 for q, rows in groups.items()
-            )
+            ]
         )
         return list(answers), [i for i in ids if i not in where]
 
@@ -483,9 +491,7 @@ class RedisBroker:
             calls.append(self._eval("enqueue", keys, [now, queue, _pack(batch)]))
         if self._cluster:
             calls.append(_timed(self._client.sadd(self._k_queues, *groups)))
-        # One call (the usual case) is awaited as it is: gather would wrap it in a task and
-        # cost the enqueue a turn of the loop before it is even sent.
-        answers = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
+        answers = await _all(calls)
         stored: list[JobRecord] = list(jobs)
         for indexes, answer in zip(groups.values(), answers, strict=False):
             for i, raw in zip(indexes, answer, strict=True):
@@ -508,7 +514,12 @@ class RedisBroker:
         self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]:
         """Take up to ``limit`` due jobs, highest priority then oldest eta first, after making
-        the due scheduled jobs queued; paused queues are skipped."""
+        the due scheduled jobs queued; paused queues are skipped.
+
+        First come the jobs handed to this worker during its last wait, with no round trip.
+        Claims may run concurrently (a worker splits a big one); the slots offered at the
+        next wait are those the last claim to end left free, which never over-counts.
+        """
         names = list(dict.fromkeys(queues))
         if not names or limit <= 0:
             return []
