@@ -96,6 +96,21 @@ async def test_no_more_jobs_are_handed_than_slots_were_free(
     assert [j.id for j in rest] == [j.id for j in jobs[2:]]
 
 
+async def test_handed_jobs_beyond_a_claims_limit_wait_for_the_next_claim(
+    pair: tuple[RedisBroker, RedisBroker],
+) -> None:
+    """A worker splits a big claim: the first half takes what fits, the rest stays its own."""
+    worker, producer = pair
+    await idle(worker, slots=4)
+    jobs = await producer.enqueue([make_job() for _ in range(4)])
+    assert [j.status for j in jobs] == [Status.RUNNING] * 4
+    first = await claim(worker, limit=2)
+    second = await claim(worker, limit=2)
+    assert sorted(j.id for j in first + second) == sorted(j.id for j in jobs)
+    assert {j.attempts for j in first + second} == {1}
+    assert await claim(producer, limit=10, worker="w2") == []
+
+
 async def test_a_paused_queue_hands_nothing(pair: tuple[RedisBroker, RedisBroker]) -> None:
     worker, producer = pair
     await idle(worker, slots=2)

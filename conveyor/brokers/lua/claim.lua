@@ -48,22 +48,19 @@ for i = 6, #ARGV do
 end
 
 -- This worker is busy again: no more jobs handed to it, and those handed while it did not
--- read its inbox are claimed now. One beyond the limit (none should be) is handed back.
+-- read its inbox are claimed now. Those beyond the limit (half of a split claim) stay in the
+-- inbox for its next claim.
 for _, q in ipairs(KEYS) do
   unregister(q, worker)
-  local inbox = q .. ':in:' .. worker
-  for _, batch in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
-    for _, h in ipairs(cmsgpack.unpack(batch)) do
-      local f = redis.call('HMGET', jkey(q, h[1]), 's', 't', 'w', 'e', 'x', 'a', 'pr')
-      if not again(q, h[1], h[5], f) and f[1] == 'running' and f[3] == worker
-        and tonumber(f[2]) == h[5] then
-        redis.call('ZREM', q .. ':run', h[1])
-        push(q, h[1], f[7], now_s, tonumber(now_s),
-          {'a', math.max(tonumber(f[6]) - 1, 0), 'w', '', 'l', ''})
-      end
-    end
+  local left = {}
+  for _, held in ipairs(unbox(q, worker)) do
+    if not again(q, held[1][1], held[1][5], held[2]) then left[#left + 1] = held[1] end
   end
-  redis.call('DEL', inbox)
+  if #left > 0 then
+    local inbox = q .. ':in:' .. worker
+    redis.call('RPUSH', inbox, cmsgpack.pack(left))
+    redis.call('PEXPIRE', inbox, math.ceil((tonumber(lease_until) - tonumber(now_s)) * 1000) + 1000)
+  end
 end
 
 -- Per queue, make its due scheduled jobs queued, then list its best candidates in claim

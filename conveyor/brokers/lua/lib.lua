@@ -50,6 +50,23 @@ local function unregister(q, w)
   redis.call('HDEL', q .. ':iw', w)
 end
 
+-- Empty worker w's inbox in queue q. Returns the entries (see Q:in:<worker>) of the jobs it
+-- still holds, running under the token it was handed, each as {entry, fields}: fields are
+-- the job's {s, t, w, e, x, a} (status, token, worker, eta, error, attempts).
+local function unbox(q, w)
+  local inbox, held = q .. ':in:' .. w, {}
+  for _, batch in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
+    for _, h in ipairs(cmsgpack.unpack(batch)) do
+      local f = redis.call('HMGET', jkey(q, h[1]), 's', 't', 'w', 'e', 'x', 'a')
+      if f[1] == 'running' and f[3] == w and tonumber(f[2]) == h[5] then
+        held[#held + 1] = {h, f}
+      end
+    end
+  end
+  redis.call('DEL', inbox)
+  return held
+end
+
 -- Queue job id (priority pr, a string) at eta (a string, kept exactly as given).
 local known = {}  -- per queue, per priority listed in Q:prios by this call: its zset's key
 local function ready(q, id, pr, eta)
