@@ -114,7 +114,9 @@ class Worker:
         # Set when a slot frees, and on stop() and kill(): what a full claim loop waits for.
         self._capacity: asyncio.Event
         self._outcome_ready: asyncio.Event
-        self._unclaimed: asyncio.Event  # clear while a claim is on its way to the broker
+        # Set while the claim loop waits. The outcomes of jobs go with the next claim
+        # (one call to the broker, not two), except those that end while it waits.
+        self._parked: asyncio.Event
         self._idle: asyncio.Timeout | None = None  # the wait of an idle worker, while it waits
         self._loop: asyncio.AbstractEventLoop | None = None
         # stop() or kill() called before run() has made its events (a SIGTERM at start-up).
@@ -166,8 +168,7 @@ class Worker:
         self._killed = asyncio.Event()
         self._capacity = asyncio.Event()
         self._outcome_ready = asyncio.Event()
-        self._unclaimed = asyncio.Event()
-        self._unclaimed.set()
+        self._parked = asyncio.Event()
         early, self._early = self._early, []
         for fn in early:
             fn()
@@ -184,7 +185,10 @@ class Worker:
                     tg.create_task(self._sweep_loop()),
                 ]
                 flusher = tg.create_task(self._flush_loop())
-                await self._claim_loop(tg)
+                try:
+                    await self._claim_loop(tg)
+                finally:
+                    self._parked.set()
                 await self._drain()
                 self._closing = True
                 self._give_up_at = time.monotonic() + FLUSH_AT_EXIT
@@ -218,7 +222,7 @@ class Worker:
                 # One plain event and no helper tasks: the jobs of a batch tend to end
                 # together, and this wakes in the same pass of the loop as their ends.
                 self._capacity.clear()
-                await self._capacity.wait()
+                await self._park(self._capacity.wait())
                 continue
             try:
                 claimed = await self._claim(tg, free, split=busy)
@@ -226,7 +230,7 @@ class Worker:
                 log.error(
                     "claim failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, pause
                 )
-                await _first(asyncio.sleep(pause), self._stopping.wait())
+                await self._park(_first(asyncio.sleep(pause), self._stopping.wait()))
                 pause = min(pause * 2, 5.0)
                 continue
             pause = 0.1
@@ -243,13 +247,23 @@ class Worker:
                 break
             if self.burst:  # the last job's end may be the moment to exit
                 self._capacity.clear()
-                await _first(
-                    self.broker.wait(self.queues, self.poll),
-                    self._stopping.wait(),
-                    self._capacity.wait(),
+                await self._park(
+                    _first(
+                        self.broker.wait(self.queues, self.poll),
+                        self._stopping.wait(),
+                        self._capacity.wait(),
+                    )
                 )
             else:
-                await self._idle_wait()
+                await self._park(self._idle_wait())
+
+    async def _park(self, waiting: Awaitable[Any]) -> None:
+        """Await ``waiting`` with the flusher free to record outcomes meanwhile."""
+        self._parked.set()
+        try:
+            await waiting
+        finally:
+            self._parked.clear()
 
     async def _idle_wait(self) -> None:
         """Wait for the broker's wake-up in this very task, until stop() ends it early: a
@@ -272,32 +286,44 @@ class Worker:
             self._idle.reschedule(asyncio.get_running_loop().time())
 
     async def _claim(self, tg: asyncio.TaskGroup, free: int, *, split: bool) -> int:
-        """Claim up to ``free`` jobs and start them; returns how many came."""
-        self._unclaimed.clear()
-        try:
-            if not split or free < CLAIM_SPLIT:
-                return await self._claim_some(tg, free)
-            # A broker spends time on each job it hands out (Redis: tens of µs), so a big
-            # claim from a busy queue goes out as two halves at once: the jobs of the first
-            # half start while the broker is still taking the second. Together they ask for
-            # the free slots only. (An idle worker's claim is not split: it would cost the
-            # latency path a second round trip for nothing.)
-            halves = await asyncio.gather(
-                self._claim_some(tg, free // 2),
-                self._claim_some(tg, free - free // 2),
-                return_exceptions=True,  # let both end: the jobs of either must start
-            )
-            claimed = 0
-            for half in halves:
-                if isinstance(half, BaseException):
-                    raise half
-                claimed += half
-            return claimed
-        finally:
-            self._unclaimed.set()
+        """Record the outcomes waiting, claim up to ``free`` jobs and start them; returns
+        how many came."""
+        outcomes, self._outcomes = self._outcomes, []
+        if not split or free < CLAIM_SPLIT:
+            return await self._claim_some(tg, free, outcomes)
+        # A broker spends time on each job it hands out (Redis: tens of µs), so a big claim
+        # from a busy queue goes out as two halves at once: the jobs of the first half start
+        # while the broker is still taking the second. Together they ask for the free slots
+        # only. (An idle worker's claim is not split: it would cost the latency path a
+        # second round trip for nothing.)
+        # The outcomes go with the second half, so that the first comes back sooner.
+        halves = await asyncio.gather(
+            self._claim_some(tg, free // 2, []),
+            self._claim_some(tg, free - free // 2, outcomes),
+            return_exceptions=True,  # let both end: the jobs of either must start
+        )
+        claimed = 0
+        for half in halves:
+            if isinstance(half, BaseException):
+                raise half
+            claimed += half
+        return claimed
 
-    async def _claim_some(self, tg: asyncio.TaskGroup, limit: int) -> int:
-        jobs = await self.broker.claim(self.queues, self.id, limit, self.lease, time.time())
+    async def _claim_some(self, tg: asyncio.TaskGroup, limit: int, outcomes: list[Outcome]) -> int:
+        now = time.time()
+        if not outcomes:
+            jobs = await self.broker.claim(self.queues, self.id, limit, self.lease, now)
+        else:
+            try:
+                refused, jobs = await self.broker.finish_and_claim(
+                    outcomes, self.queues, worker=self.id, limit=limit, lease=self.lease, now=now
+                )
+            except BaseException:
+                # Maybe not recorded: the flusher tries again (a repeat is refused, harmlessly).
+                self._outcomes[:0] = outcomes
+                self._outcome_ready.set()
+                raise
+            self._log_refused(refused)
         for job in jobs:
             stats = self._tally(job)
             stats.observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
@@ -382,10 +408,8 @@ class Worker:
         pause = 0.1
         while True:
             await self._outcome_ready.wait()
-            # A claim on its way goes first: the broker would otherwise apply these outcomes
-            # before taking the jobs that refill their slots, and the slots wait. It delays
-            # the outcomes by one claim at most, and they end up in one batch.
-            await self._unclaimed.wait()
+            # While the claim loop claims, the outcomes go with its claims.
+            await self._parked.wait()
             self._outcome_ready.clear()
             batch, self._outcomes = self._outcomes, []
             if batch:
@@ -404,12 +428,13 @@ class Worker:
                     self._outcome_ready.set()
                     continue
                 pause = 0.1
-                for job_id in refused:
-                    log.warning(
-                        "outcome of job %s refused: its lease passed to another worker", job_id
-                    )
+                self._log_refused(refused)
             if self._closing and not self._outcomes:
                 return
+
+    def _log_refused(self, refused: list[str]) -> None:
+        for job_id in refused:
+            log.warning("outcome of job %s refused: its lease passed to another worker", job_id)
 
     def _info(self, now: float) -> WorkerInfo:
         return WorkerInfo(

@@ -48,6 +48,7 @@ from conveyor.brokers.base import (
     Outcome,
     Retention,
     WorkerInfo,
+    finish_then_claim,
 )
 from conveyor.brokers.memory import lease_expired_error
 from conveyor.brokers.outbox import (
@@ -488,6 +489,21 @@ class PostgresBroker:
         if heard is not None and len(jobs) < limit:
             self._drained = _Look(*heard, frozenset(names), None)
         return jobs
+
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        queues: Sequence[str],
+        *,
+        worker: str,
+        limit: int,
+        lease: float,
+        now: float,
+    ) -> tuple[list[str], list[JobRecord]]:
+        """:meth:`finish`, then :meth:`claim`."""
+        return await finish_then_claim(
+            self, outcomes, queues, worker=worker, limit=limit, lease=lease, now=now
+        )
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a job may be due in the unpaused ``queues``, or after ``timeout``.

@@ -6,11 +6,15 @@ import asyncio
 import datetime as dt
 import threading
 import time
+from collections.abc import Sequence
 
 import pytest
 
 import conveyor
 from conveyor import Call, Status
+from conveyor.brokers.base import Outcome
+from conveyor.brokers.memory import MemoryBroker
+from conveyor.job import JobRecord
 from tests.worker.support import WAIT, record_of, run_burst, running
 
 
@@ -242,3 +246,55 @@ def test_sync_producer_with_a_worker_in_another_thread(app: conveyor.Conveyor) -
     assert not thread.is_alive()
     assert codes == [0]
     assert worker.stats["succeeded"] == 5
+
+
+class CountingBroker(MemoryBroker):
+    """A memory broker that counts how outcomes reach it."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://")
+        self.alone: list[int] = []  # the sizes of finish() calls
+        self.with_claims: list[int] = []  # the outcomes of finish_and_claim() calls
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Count, then record."""
+        self.alone.append(len(outcomes))
+        return await super().finish(outcomes)
+
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        queues: Sequence[str],
+        *,
+        worker: str,
+        limit: int,
+        lease: float,
+        now: float,
+    ) -> tuple[list[str], list[JobRecord]]:
+        """Count, then record and claim (calling finish() for the outcomes)."""
+        self.with_claims.append(len(outcomes))
+        self.alone.append(-len(outcomes))  # the finish() call this one makes below
+        refused = await MemoryBroker.finish(self, outcomes)
+        return refused, await self.claim(queues, worker, limit, lease, now)
+
+
+async def test_a_busy_worker_reports_outcomes_with_its_claims(app: conveyor.Conveyor) -> None:
+    """While jobs wait, the outcomes of those that ended go to the broker with the claim that
+    refills their slots; those that end when nothing is left to claim are recorded alone.
+    Every job is recorded once."""
+    broker = CountingBroker()
+    app.broker = broker
+
+    @app.task
+    async def step(n: int) -> int:
+        await asyncio.sleep(0.001)
+        return n
+
+    jobs = step.enqueue_many([Call(n) for n in range(200)])
+    worker = await run_burst(app, concurrency=10)
+    assert worker.stats["succeeded"] == 200
+    assert [await j.result_async(timeout=WAIT) for j in jobs] == list(range(200))
+    carried = sum(broker.with_claims)
+    alone = sum(n for n in broker.alone if n > 0)
+    assert carried + alone == 200
+    assert carried > alone  # nearly all of them ride with claims

@@ -1,17 +1,38 @@
 -- Claim up to limit due jobs from one or more queues: make the due scheduled jobs queued,
 -- then take queued ones by priority, then eta, then id, across the queues.
--- KEYS: the tags of the queues (one only on a cluster)
--- ARGV: now, lease_until, worker, limit, receipt, older receipts whose reply was lost
--- Returns per job {payload, eta, error, attempts, token}: only what a producer gave and what
--- a retry left is read, the rest of a claimed job is known (see redis.py).
+-- First, outcomes of this worker's jobs may be applied as finish.lua does: then a busy
+-- worker refills the slots its jobs left and reports how they ended in one round trip.
+-- KEYS: the tags of the queues (one only on a cluster); or, with outcomes, the tag of the
+--       one queue and the uniqueness-key hash
+-- ARGV: now, lease_until, worker, limit, receipt, the outcomes (see finish.lua) or '',
+--       older receipts whose reply was lost
+-- Returns {the refused ids, the jobs}, per job {payload, eta, error, attempts, token}: only
+-- what a producer gave and what a retry left is read, the rest of a claimed job is known
+-- (see redis.py).
 local now_s, lease_until, worker, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out, taken, low, fresh = {}, {}, {}, {}
+local pkeys, running = {}, {}  -- per job of out, its payload's key; per queue, Q:run entries
+
+-- Job id of queue q goes out under token, running; f = {eta, error, attempts} as stored.
+local function give(q, id, token, f, attempts)
+  out[#out + 1] = {false, f[1], f[2] or '', attempts, token}
+  pkeys[#out] = pkey(q, id)
+  local r = running[q] or {}
+  running[q] = r
+  r[#r + 1], r[#r + 2] = lease_until, id
+end
+local queues, refused = KEYS, {}
+if ARGV[6] ~= '' then
+  queues = {KEYS[1]}
+  refused = settle(KEYS[1], KEYS[2], cmsgpack.unpack(ARGV[6]))
+end
 
 -- Hand over job id of queue q, fields f = {status, token, worker, eta, error, attempts}, if
 -- this worker still holds it under token (ARGV tokens are strings, stored ones too).
 local function again(q, id, token, f)
   if f[1] == 'running' and f[3] == worker and tonumber(f[2]) == token and #out < limit then
-    out[#out + 1] = {redis.call('GET', pkey(q, id)), f[4], f[5] or '', tonumber(f[6]), token}
+    out[#out + 1] = {false, f[4], f[5] or '', tonumber(f[6]), token}
+    pkeys[#out] = pkey(q, id)
     taken[q] = taken[q] or {}
     table.insert(taken[q], id)
     low[q] = math.min(low[q] or token, token - 1)
@@ -26,15 +47,14 @@ local function take(q, id, token)
   local attempts = tonumber(f[3]) + 1
   redis.call('HSET', j, 's', 'running', 'a', attempts, 't', token, 'w', worker, 'b', now_s,
     'l', lease_until)
-  redis.call('ZADD', q .. ':run', lease_until, id)
-  out[#out + 1] = {redis.call('GET', pkey(q, id)), f[1], f[2] or '', attempts, token}
+  give(q, id, token, f, attempts)
 end
 
 -- A receipt lists the ids one claim took in a queue, after the range of tokens it gave out.
 -- A claim whose reply was lost (the connection broke) hands its jobs over again, as long as
 -- they still run under a token of that claim.
-for i = 6, #ARGV do
-  for _, q in ipairs(KEYS) do
+for i = 7, #ARGV do
+  for _, q in ipairs(queues) do
     local rc = q .. ':rc:' .. ARGV[i]
     local entries = redis.call('LRANGE', rc, 0, -1)
     local from, to = tonumber(entries[1]), tonumber(entries[2])
@@ -50,7 +70,7 @@ end
 -- This worker is busy again: no more jobs handed to it, and those handed while it did not
 -- read its inbox are claimed now. Those beyond the limit (half of a split claim) stay in the
 -- inbox for its next claim.
-for _, q in ipairs(KEYS) do
+for _, q in ipairs(queues) do
   unregister(q, worker)
   local left = {}
   for _, held in ipairs(unbox(q, worker)) do
@@ -66,7 +86,7 @@ end
 -- Per queue, make its due scheduled jobs queued, then list its best candidates in claim
 -- order (priorities, then each one's zset order): {-priority, eta, id, queue, priority}.
 local live, heads, want = {}, {}, limit - #out
-for _, q in ipairs(KEYS) do
+for _, q in ipairs(queues) do
   if want > 0 and redis.call('EXISTS', q .. ':paused') == 0 then
     live[#live + 1] = q
     local due = redis.call('ZRANGEBYSCORE', q .. ':sched', '-inf', now_s, 'WITHSCORES',
@@ -126,6 +146,11 @@ for i = 1, n do
   tokens[q] = tokens[q] + 1
   take(q, heads[i][3], tokens[q])
 end
+for q, r in pairs(running) do variadic('ZADD', q .. ':run', r) end
+for i = 1, #pkeys, 1000 do
+  local payloads = redis.call('MGET', unpack(pkeys, i, math.min(i + 999, #pkeys)))
+  for n, payload in ipairs(payloads) do out[i + n - 1][1] = payload end
+end
 -- This worker is full and work is left: wake the next idle one.
 if #out >= limit then
   for _, q in ipairs(live) do
@@ -134,4 +159,4 @@ if #out >= limit then
     end
   end
 end
-return out
+return {refused, out}

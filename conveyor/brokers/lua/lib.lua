@@ -30,6 +30,14 @@ local MAX_MARKERS = 32
 local function jkey(q, id) return q .. ':j:' .. id end
 local function pkey(q, id) return q .. ':p:' .. id end
 
+-- Run a variadic command on key with args (pairs stay whole), in chunks as unpack() has a
+-- limit: one call in place of one per element, which is most of the cost of a small one.
+local function variadic(cmd, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
+  end
+end
+
 -- A job as Python reads it: {its state hash, its immutable fields}.
 local function job(q, id)
   return {redis.call('HGETALL', jkey(q, id)), redis.call('GET', pkey(q, id))}
@@ -113,11 +121,18 @@ end
 
 -- End job id in a finished status at finished_at (a string), setting the fields given in
 -- extra (pairs) too; frees its uniqueness key (k) in keys, the hash of the keys held by
--- unfinished jobs (key -> that job's hash key).
-local function finish(q, id, status, finished_at, k, keys, extra)
+-- unfinished jobs (key -> that job's hash key). With ended, its entry in Q:f:<status> is
+-- added to ended[status] (score, id pairs) for the caller to add, all at once.
+local function finish(q, id, status, finished_at, k, keys, extra, ended)
   local j = jkey(q, id)
   redis.call('HSET', j, 's', status, 'f', finished_at, 'l', '', 'c', '', unpack(extra or {}))
-  redis.call('ZADD', q .. ':f:' .. status, finished_at, id)
+  if ended then
+    local e = ended[status] or {}
+    ended[status] = e
+    e[#e + 1], e[#e + 2] = finished_at, id
+  else
+    redis.call('ZADD', q .. ':f:' .. status, finished_at, id)
+  end
   if status ~= 'succeeded' then redis.call('ZADD', q .. ':l:' .. status, 0, id) end
   if k and k ~= '' and redis.call('HGET', keys, k) == j then redis.call('HDEL', keys, k) end
 end
@@ -130,3 +145,29 @@ local function delete(q, id, status)
   if status ~= 'succeeded' then redis.call('ZREM', q .. ':l:' .. status, id) end
 end
 
+
+-- Apply the outcomes of attempts in queue q (see finish.lua), each only with the current
+-- token, and wake idle workers for the jobs retried at once. Returns the refused ids.
+local function settle(q, keys, outcomes)
+  local refused, woken, look, done, ended = {}, 0, false, {}, {}
+  for _, o in ipairs(outcomes) do
+    local id, status, finished_at = o[1], o[3], o[4]
+    local f = redis.call('HMGET', jkey(q, id), 's', 't', 'pr', 'k')
+    if f[1] ~= 'running' or f[2] ~= o[2] then
+      refused[#refused + 1] = id
+    else
+      done[#done + 1] = id
+      if status == 'scheduled' or status == 'queued' then
+        local s, wakes = push(q, id, f[3], (o[7] ~= '') and o[7] or finished_at,
+          tonumber(finished_at), {'w', '', 'l', '', 'c', '', 'x', o[6]})
+        if s == 'queued' then woken = woken + 1 elseif wakes then look = true end
+      else
+        finish(q, id, status, finished_at, f[4], keys, {'w', '', 'r', o[5], 'x', o[6]}, ended)
+      end
+    end
+  end
+  variadic('ZREM', q .. ':run', done)
+  for status, e in pairs(ended) do variadic('ZADD', q .. ':f:' .. status, e) end
+  wake(q, (woken > 0) and woken or (look and 1 or 0))
+  return refused
+end
