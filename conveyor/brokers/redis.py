@@ -305,6 +305,9 @@ class RedisBroker:
         self._receipts: dict[tuple[str, ...], list[str]] = {}  # claims whose reply was lost
         self._idle: _Idle | None = None  # set by claim(), for wait() to offer the free slots
         self._stash: list[JobRecord] = []  # jobs handed over in a wait, for the next claim
+        # The queue where this object may have offered slots, or may have jobs in its inbox
+        # (a claim then has to look, a few Redis commands that it otherwise saves).
+        self._offered: str | None = None
         tag = "{" + self._prefix + "}"
         self._k_queues, self._k_keys = f"{tag}:queues", f"{tag}:keys"
         self._k_workers, self._k_seen = f"{tag}:workers", f"{tag}:seen"
@@ -356,7 +359,7 @@ class RedisBroker:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
             self._client = self._blocker = self._lock = None
             self._lane = self._block_lane = None
-            self._idle, self._stash = None, []  # the parent's, not ours
+            self._idle, self._stash, self._offered = None, [], None  # the parent's, not ours
             self._pid = os.getpid()
         if self._client is None:
             if self._lock is None:
@@ -530,7 +533,7 @@ class RedisBroker:
         await self._conn()
         args: list[Any] = [now, now + lease, worker]
         if not self._cluster or len(names) == 1:
-            _, jobs = await self._claim_from(names, [*args, limit])
+            _, jobs = await self._claim_from(names, [*args, limit], b"")
         else:
             # One script cannot reach several slots: look at each queue's best candidates,
             # then claim from each queue its share of the best ``limit``.
@@ -544,7 +547,7 @@ class RedisBroker:
             )[:limit]
             shares = Counter(best_q for *_, best_q in best)
             parts = await asyncio.gather(
-                *(self._claim_from([q], [*args, n]) for q, n in shares.items())
+                *(self._claim_from([q], [*args, n], b"") for q, n in shares.items())
             )
             jobs = sorted(
                 (j for _, p in parts for j in p), key=lambda j: (-j.priority, j.eta, j.id)
@@ -604,19 +607,27 @@ class RedisBroker:
         return jobs
 
     async def _claim_from(
-        self, queues: list[str], args: list[Any], outcomes: bytes = b""
+        self, queues: list[str], args: list[Any], outcomes: bytes
     ) -> tuple[list[bytes], list[JobRecord]]:
         """Run claim.lua (first applying ``outcomes``, of the one queue, if any); returns
         the ids refused among ``outcomes`` and the jobs."""
         tags = tuple(self._tag(q) for q in queues)
         keys = [*tags, self._keys_of(tags[0])] if outcomes else list(tags)
         receipt, lost = os.urandom(8).hex(), self._receipts.pop(tags, [])
+        look = self._offered is not None and queues == [self._offered]
+        if look:
+            self._offered = None  # unless jobs are left in the inbox (see below)
+        argv = [*args, receipt, outcomes, "1" if look else "", *lost]
         try:
-            refused, raw = await self._eval("claim", keys, [*args, receipt, outcomes, *lost])
+            refused, raw, left = await self._eval("claim", keys, argv)
         except BaseException:
             # The claim may have run with its reply lost: the next claim hands its jobs over.
             self._receipts[tags] = [*lost, receipt][-8:]
+            if look:
+                self._offered = queues[0]
             raise
+        if left:
+            self._offered = queues[0]
         return refused, [
             _record(
                 payload,
@@ -640,6 +651,8 @@ class RedisBroker:
             if idle is not None:
                 raw = await self._eval("withdraw", [self._tag(idle.queue)], [idle.worker])
                 leases += [Lease(_text(i), int(t)) for i, t in raw]
+                if self._offered == idle.queue:
+                    self._offered = None
             await self.release(leases, time.time())
         except (rexc.RedisError, rexc.RedisClusterException, OSError, BrokerUnavailable) as exc:
             log.warning("could not hand back %d jobs handed to this worker: %s", len(leases), exc)
@@ -668,6 +681,7 @@ class RedisBroker:
             else:
                 # The slots it offers outlast this wait a little: its end claims anyway.
                 offer = [idle.worker, idle.slots, idle.lease, now + timeout + 1.0]
+                self._offered = idle.queue
                 answers = [await self._eval("probe", tags, [now, *offer])]
                 inbox = f"{tags[0]}:in:{idle.worker}"
                 groups = [[inbox, f"{tags[0]}:sig"]]  # one slot: a cluster takes it as one

@@ -5,10 +5,11 @@
 -- KEYS: the tags of the queues (one only on a cluster); or, with outcomes, the tag of the
 --       one queue and the uniqueness-key hash
 -- ARGV: now, lease_until, worker, limit, receipt, the outcomes (see finish.lua) or '',
+--       '1' if the worker may have offered slots or been handed jobs (see probe.lua),
 --       older receipts whose reply was lost
--- Returns {the refused ids, the jobs}, per job {payload, eta, error, attempts, token}: only
--- what a producer gave and what a retry left is read, the rest of a claimed job is known
--- (see redis.py).
+-- Returns {the refused ids, the jobs, 1 if handed jobs are left in the inbox}, per job
+-- {payload, eta, error, attempts, token}: only what a producer gave and what a retry left
+-- is read, the rest of a claimed job is known (see redis.py).
 local now_s, lease_until, worker, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out, taken, low, fresh = {}, {}, {}, {}
 local pkeys, running = {}, {}  -- per job of out, its payload's key; per queue, Q:run entries
@@ -53,7 +54,7 @@ end
 -- A receipt lists the ids one claim took in a queue, after the range of tokens it gave out.
 -- A claim whose reply was lost (the connection broke) hands its jobs over again, as long as
 -- they still run under a token of that claim.
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   for _, q in ipairs(queues) do
     local rc = q .. ':rc:' .. ARGV[i]
     local entries = redis.call('LRANGE', rc, 0, -1)
@@ -70,13 +71,15 @@ end
 -- This worker is busy again: no more jobs handed to it, and those handed while it did not
 -- read its inbox are claimed now. Those beyond the limit (half of a split claim) stay in the
 -- inbox for its next claim.
-for _, q in ipairs(queues) do
+local leftover = 0
+for _, q in ipairs(ARGV[7] == '1' and queues or {}) do
   unregister(q, worker)
   local left = {}
   for _, held in ipairs(unbox(q, worker)) do
     if not again(q, held[1][1], held[1][5], held[2]) then left[#left + 1] = held[1] end
   end
   if #left > 0 then
+    leftover = 1
     local inbox = q .. ':in:' .. worker
     redis.call('RPUSH', inbox, cmsgpack.pack(left))
     redis.call('PEXPIRE', inbox, math.ceil((tonumber(lease_until) - tonumber(now_s)) * 1000) + 1000)
@@ -100,10 +103,18 @@ for _, q in ipairs(queues) do
     local got = 0
     for _, pr in ipairs(redis.call('ZRANGE', q .. ':prios', 0, -1)) do
       if got >= want then break end
-      local r = redis.call('ZRANGE', q .. ':r:' .. pr, 0, want - got - 1, 'WITHSCORES')
-      if #r == 0 then drained(q, pr) end
-      for i = 1, #r, 2 do heads[#heads + 1] = {-tonumber(pr), tonumber(r[i + 1]), r[i], q, pr} end
-      got = got + #r / 2
+      local key = q .. ':r:' .. pr
+      if #queues == 1 then  -- no merge across queues: the etas are not needed (nor cheap)
+        local r = redis.call('ZRANGE', key, 0, want - got - 1)
+        for i = 1, #r do heads[#heads + 1] = {-tonumber(pr), 0, r[i], q, pr} end
+        got = got + #r
+        if #r == 0 then drained(q, pr) end
+      else
+        local r = redis.call('ZRANGE', key, 0, want - got - 1, 'WITHSCORES')
+        for i = 1, #r, 2 do heads[#heads + 1] = {-tonumber(pr), tonumber(r[i + 1]), r[i], q, pr} end
+        got = got + #r / 2
+        if #r == 0 then drained(q, pr) end
+      end
     end
   end
 end
@@ -137,8 +148,9 @@ for q, ids in pairs(taken) do
   local high = redis.call('INCRBY', q .. ':token', fresh[q] or 0)
   tokens[q] = high - (fresh[q] or 0)
   local rc = q .. ':rc:' .. ARGV[5]
-  redis.call('RPUSH', rc, math.min(tokens[q], low[q] or tokens[q]), high)
-  for i = 1, #ids, 1000 do redis.call('RPUSH', rc, unpack(ids, i, math.min(i + 999, #ids))) end
+  table.insert(ids, 1, high)
+  table.insert(ids, 1, math.min(tokens[q], low[q] or tokens[q]))
+  variadic('RPUSH', rc, ids)
   redis.call('PEXPIRE', rc, math.ceil((tonumber(lease_until) - tonumber(now_s)) * 1000) + 1000)
 end
 for i = 1, n do
@@ -159,4 +171,4 @@ if #out >= limit then
     end
   end
 end
-return {refused, out}
+return {refused, out, leftover}
