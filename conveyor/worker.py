@@ -113,10 +113,10 @@ class Worker:
         self._killed: asyncio.Event
         # Set when a slot frees, and on stop() and kill(): what a full claim loop waits for.
         self._capacity: asyncio.Event
-        self._outcome_ready: asyncio.Event
-        # Set while the claim loop waits. The outcomes of jobs go with the next claim
-        # (one call to the broker, not two), except those that end while it waits.
-        self._parked: asyncio.Event
+        # Outcomes are recorded while the claim loop waits (the worker is full, or idle): a
+        # claim is what a freed slot waits for, and the broker would take it after them.
+        self._parked: asyncio.Event  # set while the claim loop waits
+        self._flush_due: asyncio.Event  # set when the flusher may have outcomes to record
         self._idle: asyncio.Timeout | None = None  # the wait of an idle worker, while it waits
         self._loop: asyncio.AbstractEventLoop | None = None
         # stop() or kill() called before run() has made its events (a SIGTERM at start-up).
@@ -167,8 +167,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._killed = asyncio.Event()
         self._capacity = asyncio.Event()
-        self._outcome_ready = asyncio.Event()
         self._parked = asyncio.Event()
+        self._flush_due = asyncio.Event()
         early, self._early = self._early, []
         for fn in early:
             fn()
@@ -189,10 +189,11 @@ class Worker:
                     await self._claim_loop(tg)
                 finally:
                     self._parked.set()
+                    self._flush_due.set()
                 await self._drain()
                 self._closing = True
                 self._give_up_at = time.monotonic() + FLUSH_AT_EXIT
-                self._outcome_ready.set()
+                self._flush_due.set()
                 await flusher
                 for chore in chores:
                     chore.cancel()
@@ -260,6 +261,8 @@ class Worker:
     async def _park(self, waiting: Awaitable[Any]) -> None:
         """Await ``waiting`` with the flusher free to record outcomes meanwhile."""
         self._parked.set()
+        if self._outcomes:
+            self._flush_due.set()
         try:
             await waiting
         finally:
@@ -286,20 +289,17 @@ class Worker:
             self._idle.reschedule(asyncio.get_running_loop().time())
 
     async def _claim(self, tg: asyncio.TaskGroup, free: int, *, split: bool) -> int:
-        """Record the outcomes waiting, claim up to ``free`` jobs and start them; returns
-        how many came."""
-        outcomes, self._outcomes = self._outcomes, []
+        """Claim up to ``free`` jobs and start them; returns how many came."""
         if not split or free < CLAIM_SPLIT:
-            return await self._claim_some(tg, free, outcomes)
+            return await self._claim_some(tg, free)
         # A broker spends time on each job it hands out (Redis: tens of µs), so a big claim
         # from a busy queue goes out as two halves at once: the jobs of the first half start
         # while the broker is still taking the second. Together they ask for the free slots
         # only. (An idle worker's claim is not split: it would cost the latency path a
         # second round trip for nothing.)
-        # The outcomes go with the second half, so that the first comes back sooner.
         halves = await asyncio.gather(
-            self._claim_some(tg, free // 2, []),
-            self._claim_some(tg, free - free // 2, outcomes),
+            self._claim_some(tg, free // 2),
+            self._claim_some(tg, free - free // 2),
             return_exceptions=True,  # let both end: the jobs of either must start
         )
         claimed = 0
@@ -309,21 +309,8 @@ class Worker:
             claimed += half
         return claimed
 
-    async def _claim_some(self, tg: asyncio.TaskGroup, limit: int, outcomes: list[Outcome]) -> int:
-        now = time.time()
-        if not outcomes:
-            jobs = await self.broker.claim(self.queues, self.id, limit, self.lease, now)
-        else:
-            try:
-                refused, jobs = await self.broker.finish_and_claim(
-                    outcomes, self.queues, worker=self.id, limit=limit, lease=self.lease, now=now
-                )
-            except BaseException:
-                # Maybe not recorded: the flusher tries again (a repeat is refused, harmlessly).
-                self._outcomes[:0] = outcomes
-                self._outcome_ready.set()
-                raise
-            self._log_refused(refused)
+    async def _claim_some(self, tg: asyncio.TaskGroup, limit: int) -> int:
+        jobs = await self.broker.claim(self.queues, self.id, limit, self.lease, time.time())
         for job in jobs:
             stats = self._tally(job)
             stats.observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
@@ -354,7 +341,10 @@ class Worker:
         if outcome is not None:
             self._log_outcome(entry, outcome, time.perf_counter() - entry.started)
             self._outcomes.append(outcome)
-            self._outcome_ready.set()
+            # While the claim loop claims, the outcomes wait for it to wait; as many as the
+            # worker has slots go at once (with jobs that end at once it may never wait).
+            if self._parked.is_set() or len(self._outcomes) >= self.concurrency:
+                self._flush_due.set()
 
     def _tally(self, job: JobRecord) -> TaskStats:
         """The stats of ``job``'s queue and task (names this worker does not know share one,
@@ -407,10 +397,12 @@ class Worker:
     async def _flush_loop(self) -> None:
         pause = 0.1
         while True:
-            await self._outcome_ready.wait()
-            # While the claim loop claims, the outcomes go with its claims.
-            await self._parked.wait()
-            self._outcome_ready.clear()
+            await self._flush_due.wait()
+            self._flush_due.clear()
+            if not (
+                self._parked.is_set() or self._closing or len(self._outcomes) >= self.concurrency
+            ):
+                continue  # the claim loop went on claiming: it sets _flush_due when it waits
             batch, self._outcomes = self._outcomes, []
             if batch:
                 try:
@@ -425,16 +417,15 @@ class Worker:
                     self._outcomes[:0] = batch
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
-                    self._outcome_ready.set()
+                    self._flush_due.set()
                     continue
                 pause = 0.1
-                self._log_refused(refused)
+                for job_id in refused:
+                    log.warning(
+                        "outcome of job %s refused: its lease passed to another worker", job_id
+                    )
             if self._closing and not self._outcomes:
                 return
-
-    def _log_refused(self, refused: list[str]) -> None:
-        for job_id in refused:
-            log.warning("outcome of job %s refused: its lease passed to another worker", job_id)
 
     def _info(self, now: float) -> WorkerInfo:
         return WorkerInfo(

@@ -210,26 +210,6 @@ class Broker(Protocol):
         """
         ...
 
-    async def finish_and_claim(
-        self,
-        outcomes: Sequence[Outcome],
-        queues: Sequence[str],
-        *,
-        worker: str,
-        limit: int,
-        lease: float,
-        now: float,
-    ) -> tuple[list[str], list[JobRecord]]:
-        """:meth:`finish` ``outcomes``, then :meth:`claim`; returns the refused ids and the
-        claimed jobs.
-
-        A busy worker refills the slots its jobs left and reports how they ended with one
-        call: one round trip where the broker can (one script, one transaction), else the
-        two operations in turn (:func:`finish_then_claim`). Outcomes are applied first, so
-        a job retried at once may be claimed again by the same call.
-        """
-        ...
-
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as queued and due now, without counting the attempt.
 
@@ -293,22 +273,6 @@ class Broker(Protocol):
     async def list(self, where: JobFilter) -> list[JobRecord]:
         """A page of jobs matching ``where``, newest (highest id) first."""
         ...
-
-
-async def finish_then_claim(
-    broker: Broker,
-    outcomes: Sequence[Outcome],
-    queues: Sequence[str],
-    *,
-    worker: str,
-    limit: int,
-    lease: float,
-    now: float,
-) -> tuple[list[str], list[JobRecord]]:
-    """:meth:`Broker.finish_and_claim` as two calls, for brokers (or cases) where one
-    step is not possible. The outcomes are recorded even when the claim then fails."""
-    refused = await broker.finish(outcomes) if outcomes else []
-    return refused, await broker.claim(queues, worker, limit, lease, now)
 
 
 @runtime_checkable

@@ -24,7 +24,6 @@ from conveyor.brokers.base import (
     Retention,
     WorkerInfo,
     decode_json,
-    finish_then_claim,
 )
 from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
 
@@ -157,21 +156,6 @@ class MemoryBroker:
                 job.lease_until = now + lease
                 claimed.append(self._snapshot(job))
         return claimed
-
-    async def finish_and_claim(
-        self,
-        outcomes: Sequence[Outcome],
-        queues: Sequence[str],
-        *,
-        worker: str,
-        limit: int,
-        lease: float,
-        now: float,
-    ) -> tuple[list[str], list[JobRecord]]:
-        """:meth:`finish`, then :meth:`claim` (in-process: no round trip to save)."""
-        return await finish_then_claim(
-            self, outcomes, queues, worker=worker, limit=limit, lease=lease, now=now
-        )
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return on an enqueue into ``queues``, when a scheduled job falls due, or on timeout."""

@@ -31,7 +31,7 @@ import os
 import re
 import select
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -48,7 +48,6 @@ from conveyor.brokers.base import (
     Outcome,
     Retention,
     WorkerInfo,
-    finish_then_claim,
 )
 from conveyor.brokers.memory import lease_expired_error
 from conveyor.brokers.outbox import (
@@ -129,28 +128,6 @@ class _OutcomeRow(msgspec.Struct):
     result: msgspec.Raw | None
     error: ErrorInfo | None
     eta: float | None
-
-
-def _outcome_batch(outcomes: Sequence[Outcome]) -> str:
-    """The finish statement's parameter: the outcomes as JSON rows, each (id, token) once
-    (a repeat is refused, as the job is no longer running then)."""
-    first: dict[tuple[str, int], Outcome] = {}
-    for out in outcomes:
-        first.setdefault((out.id, out.token), out)
-    return _encode(_outcome_rows(list(first.values()))).decode()
-
-
-def _refused(outcomes: Sequence[Outcome], applied: Iterable[tuple[Any, ...]]) -> list[str]:
-    """The ids of ``outcomes`` that the finish statement did not apply (it answers the
-    (id, token) pairs it applied), in their order."""
-    done = set(applied)
-    refused: list[str] = []
-    for out in outcomes:
-        if (out.id, out.token) in done:
-            done.discard((out.id, out.token))
-        else:
-            refused.append(out.id)
-    return refused
 
 
 def _outcome_rows(outcomes: Sequence[Outcome]) -> list[_OutcomeRow]:
@@ -485,32 +462,6 @@ class PostgresBroker:
         names = list(dict.fromkeys(queues))
         if not names or limit <= 0:
             return []
-        await self._unclaim_lost()
-        _, jobs = await self._claim(names, None, worker=worker, limit=limit, lease=lease, now=now)
-        return jobs
-
-    async def finish_and_claim(
-        self,
-        outcomes: Sequence[Outcome],
-        queues: Sequence[str],
-        *,
-        worker: str,
-        limit: int,
-        lease: float,
-        now: float,
-    ) -> tuple[list[str], list[JobRecord]]:
-        """:meth:`finish`, then :meth:`claim`: two statements sent together (a pipeline),
-        one round trip."""
-        names = list(dict.fromkeys(queues))
-        if not outcomes or not names or limit <= 0:
-            return await finish_then_claim(
-                self, outcomes, names, worker=worker, limit=limit, lease=lease, now=now
-            )
-        await self._unclaim_lost()
-        return await self._claim(names, outcomes, worker=worker, limit=limit, lease=lease, now=now)
-
-    async def _unclaim_lost(self) -> None:
-        """Hand back the jobs of claims whose answer was lost (see _claim)."""
         if self._lost_claims:
             lost, self._lost_claims = self._lost_claims, []
             try:
@@ -518,19 +469,6 @@ class PostgresBroker:
             except BaseException:
                 self._lost_claims[:0] = lost
                 raise
-
-    async def _claim(
-        self,
-        names: list[str],
-        outcomes: Sequence[Outcome] | None,
-        *,
-        worker: str,
-        limit: int,
-        lease: float,
-        now: float,
-    ) -> tuple[list[str], list[JobRecord]]:
-        """The claim statement, after the finish statement of ``outcomes`` if any (each its
-        own transaction, sent in one round trip); returns the refused ids and the jobs."""
         params = {
             "queues": names,
             "worker": worker,
@@ -540,18 +478,8 @@ class PostgresBroker:
         }
         heard = self._heard_so_far()
         self._drained = None
-        applied: list[tuple[Any, ...]] = []
         try:
-            if outcomes is None:
-                [(text,)] = await self._rows("claim", params)
-            else:
-                batch = _outcome_batch(outcomes)
-                async with self._connection() as conn:
-                    async with conn.pipeline():
-                        finished = await conn.execute(self._sql["finish"], {"outcomes": batch})
-                        claimed = await conn.execute(self._sql["claim"], params)
-                    applied = await finished.fetchall()
-                    [(text,)] = await claimed.fetchall()
+            [(text,)] = await self._rows("claim", params)
         except BrokerUnavailable:
             # The claim may have committed with its answer lost: undo it at the next one.
             self._lost_claims.append({"worker": worker, "started_at": now})
@@ -559,7 +487,7 @@ class PostgresBroker:
         jobs = [] if text is None else _decode_jobs(text)
         if heard is not None and len(jobs) < limit:
             self._drained = _Look(*heard, frozenset(names), None)
-        return ([] if outcomes is None else _refused(outcomes, applied)), jobs
+        return jobs
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a job may be due in the unpaused ``queues``, or after ``timeout``.
@@ -695,9 +623,18 @@ class PostgresBroker:
         return the refused ids."""
         if not outcomes:
             return []
-        return _refused(
-            outcomes, await self._rows("finish", {"outcomes": _outcome_batch(outcomes)})
-        )
+        first: dict[tuple[str, int], Outcome] = {}
+        for out in outcomes:
+            first.setdefault((out.id, out.token), out)  # a repeat is refused below
+        batch = _encode(_outcome_rows(list(first.values()))).decode()
+        applied = set(await self._rows("finish", {"outcomes": batch}))
+        refused: list[str] = []
+        for out in outcomes:
+            if (out.id, out.token) in applied:
+                applied.discard((out.id, out.token))
+            else:
+                refused.append(out.id)
+        return refused
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as due now; the attempt does not count."""

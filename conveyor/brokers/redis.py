@@ -42,7 +42,6 @@ from conveyor.brokers.base import (
     Outcome,
     Retention,
     WorkerInfo,
-    finish_then_claim,
 )
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, ErrorInfo, JobRecord, Status
@@ -529,11 +528,12 @@ class RedisBroker:
             return []
         if self._stash:  # handed over during the last wait: already claimed, no round trip
             jobs, self._stash = self._stash[:limit], self._stash[limit:]
-            return self._claimed(names, jobs, worker=worker, limit=limit, now=now, lease=lease)
+            self._idle = _Idle(names[0], worker, limit - len(jobs), lease)
+            return self._claimed(jobs, worker, now, lease)
         await self._conn()
         args: list[Any] = [now, now + lease, worker]
         if not self._cluster or len(names) == 1:
-            _, jobs = await self._claim_from(names, [*args, limit], b"")
+            jobs = await self._claim_from(names, [*args, limit])
         else:
             # One script cannot reach several slots: look at each queue's best candidates,
             # then claim from each queue its share of the best ``limit``.
@@ -547,79 +547,31 @@ class RedisBroker:
             )[:limit]
             shares = Counter(best_q for *_, best_q in best)
             parts = await asyncio.gather(
-                *(self._claim_from([q], [*args, n], b"") for q, n in shares.items())
+                *(self._claim_from([q], [*args, n]) for q, n in shares.items())
             )
-            jobs = sorted(
-                (j for _, p in parts for j in p), key=lambda j: (-j.priority, j.eta, j.id)
-            )
-        return self._claimed(names, jobs, worker=worker, limit=limit, now=now, lease=lease)
-
-    @_guarded
-    async def finish_and_claim(
-        self,
-        outcomes: Sequence[Outcome],
-        queues: Sequence[str],
-        *,
-        worker: str,
-        limit: int,
-        lease: float,
-        now: float,
-    ) -> tuple[list[str], list[JobRecord]]:
-        """:meth:`finish`, then :meth:`claim`: one script when the worker consumes one queue
-        and the outcomes are of jobs it claimed there; else the two in turn."""
-        names = list(dict.fromkeys(queues))
-        queue = names[0] if len(names) == 1 else None
-        if (
-            not outcomes
-            or queue is None
-            or limit <= 0
-            or self._stash
-            or any(self._where.get(o.id) != queue for o in outcomes)
-        ):
-            return await finish_then_claim(
-                self, outcomes, names, worker=worker, limit=limit, lease=lease, now=now
-            )
-        await self._conn()
-        args = [now, now + lease, worker, limit]
-        batch = _pack([_outcome(o) for o in outcomes])
-        refused, jobs = await self._claim_from(names, args, batch)
-        claimed = self._claimed(names, jobs, worker=worker, limit=limit, now=now, lease=lease)
-        return self._refusals(outcomes, refused), claimed
+            jobs = sorted((j for p in parts for j in p), key=lambda j: (-j.priority, j.eta, j.id))
+        # A worker of one queue with slots left may be handed jobs while it waits.
+        self._idle = _Idle(names[0], worker, limit - len(jobs), lease) if len(names) == 1 else None
+        return self._claimed(jobs, worker, now, lease)
 
     def _claimed(
-        self,
-        queues: list[str],
-        jobs: list[JobRecord],
-        *,
-        worker: str,
-        limit: int,
-        now: float,
-        lease: float,
+        self, jobs: list[JobRecord], worker: str, now: float, lease: float
     ) -> list[JobRecord]:
-        # A worker of one queue with slots left may be handed jobs while it waits.
-        self._idle = (
-            _Idle(queues[0], worker, limit - len(jobs), lease) if len(queues) == 1 else None
-        )
         for job in jobs:
             job.status, job.worker = Status.RUNNING, worker
             job.started_at, job.lease_until = now, now + lease
             self._remember(job.id, job.queue)
         return jobs
 
-    async def _claim_from(
-        self, queues: list[str], args: list[Any], outcomes: bytes
-    ) -> tuple[list[bytes], list[JobRecord]]:
-        """Run claim.lua (first applying ``outcomes``, of the one queue, if any); returns
-        the ids refused among ``outcomes`` and the jobs."""
+    async def _claim_from(self, queues: list[str], args: list[Any]) -> list[JobRecord]:
         tags = tuple(self._tag(q) for q in queues)
-        keys = [*tags, self._keys_of(tags[0])] if outcomes else list(tags)
         receipt, lost = os.urandom(8).hex(), self._receipts.pop(tags, [])
         look = self._offered is not None and queues == [self._offered]
         if look:
             self._offered = None  # unless jobs are left in the inbox (see below)
-        argv = [*args, receipt, outcomes, "1" if look else "", *lost]
+        argv = [*args, receipt, "1" if look else "", *lost]
         try:
-            refused, raw, left = await self._eval("claim", keys, argv)
+            raw, left = await self._eval("claim", tags, argv)
         except BaseException:
             # The claim may have run with its reply lost: the next claim hands its jobs over.
             self._receipts[tags] = [*lost, receipt][-8:]
@@ -628,7 +580,7 @@ class RedisBroker:
             raise
         if left:
             self._offered = queues[0]
-        return refused, [
+        return [
             _record(
                 payload,
                 attempts=attempts,
@@ -773,19 +725,14 @@ class RedisBroker:
             return []
         ids = [o.id for o in outcomes]
         answers, unknown = await self._grouped("finish", ids, lambda i: _outcome(outcomes[i]))
-        return self._refusals(outcomes, [*unknown, *(i for a in answers for i in a)])
-
-    def _refusals(self, outcomes: Sequence[Outcome], refused: Iterable[bytes | str]) -> list[str]:
-        """The ids of ``outcomes`` refused, in their order and as often as they were; the
-        ids of all of them are forgotten (a job's next claim, if any, remembers it again)."""
-        left = Counter(_text(i) for i in refused)
-        out = []
-        for o in outcomes:
-            self._where.pop(o.id, None)
-            if left[o.id] > 0:
-                left[o.id] -= 1
-                out.append(o.id)
-        return out
+        left = Counter(unknown) + Counter(_text(i) for a in answers for i in a)
+        refused = []
+        for job_id in ids:
+            self._where.pop(job_id, None)  # its next claim, if any, remembers it again
+            if left[job_id] > 0:
+                left[job_id] -= 1
+                refused.append(job_id)
+        return refused
 
     @_guarded
     async def release(self, leases: Sequence[Lease], now: float) -> None:

@@ -40,7 +40,6 @@ from conveyor.brokers.base import (
     Retention,
     WorkerInfo,
     decode_json,
-    finish_then_claim,
 )
 from conveyor.brokers.memory import lease_expired_error
 from conveyor.brokers.sql import queries
@@ -177,10 +176,7 @@ def _insert_params(job: JobRecord, status: Status) -> dict[str, Any]:
 @contextlib.contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """One write transaction: the write lock is taken at BEGIN, so it cannot fail later on
-    a lock held by another connection. Inside another one, it is part of that one."""
-    if conn.in_transaction:
-        yield
-        return
+    a lock held by another connection."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -541,15 +537,12 @@ class SQLiteBroker:
         _notify(self.path, queues)
 
     def _hand_back(
-        self,
-        executor: ThreadPoolExecutor,
-        now: float,
-        claim: Future[tuple[list[str], set[str], list[JobRecord]]],
+        self, executor: ThreadPoolExecutor, now: float, claim: Future[list[JobRecord]]
     ) -> None:
         """Release the jobs of a claim whose caller was cancelled (on any thread)."""
-        if claim.cancelled() or claim.exception() is not None or not claim.result()[2]:
+        if claim.cancelled() or claim.exception() is not None or not claim.result():
             return
-        leases = [Lease(j.id, j.token) for j in claim.result()[2]]
+        leases = [Lease(j.id, j.token) for j in claim.result()]
         with contextlib.suppress(RuntimeError):  # closed meanwhile: the leases will expire
             executor.submit(self._call, lambda conn: self._wake(_release(conn, leases, now)))
 
@@ -573,57 +566,20 @@ class SQLiteBroker:
         names = list(dict.fromkeys(queues))
         if not names or limit <= 0:
             return []
-        claim = functools.partial(
-            _claim, queues=names, worker=worker, limit=limit, lease_until=now + lease, now=now
-        )
-        _, jobs = await self._claiming(lambda conn: ([], set(), claim(conn)), now)
-        return jobs
-
-    async def finish_and_claim(
-        self,
-        outcomes: Sequence[Outcome],
-        queues: Sequence[str],
-        *,
-        worker: str,
-        limit: int,
-        lease: float,
-        now: float,
-    ) -> tuple[list[str], list[JobRecord]]:
-        """:meth:`finish`, then :meth:`claim`, in one transaction."""
-        names = list(dict.fromkeys(queues))
-        if not names or limit <= 0:
-            return await finish_then_claim(
-                self, outcomes, names, worker=worker, limit=limit, lease=lease, now=now
-            )
-        claim = functools.partial(
-            _claim, queues=names, worker=worker, limit=limit, lease_until=now + lease, now=now
-        )
-
-        def both(conn: sqlite3.Connection) -> tuple[list[str], set[str], list[JobRecord]]:
-            with _transaction(conn):
-                refused, retried = _finish(conn, outcomes) if outcomes else ([], set())
-                return refused, retried, claim(conn)
-
-        return await self._claiming(both, now)
-
-    async def _claiming(
-        self,
-        operation: Callable[[sqlite3.Connection], tuple[list[str], set[str], list[JobRecord]]],
-        now: float,
-    ) -> tuple[list[str], list[JobRecord]]:
-        """Run a claim (after outcomes, maybe) on the broker's thread: the refused ids, the
-        queues that got a job back and the claimed jobs; returns the first and the last."""
         executor = self._thread()
-        claiming = executor.submit(self._call, operation)
+        claiming = executor.submit(
+            self._call,
+            lambda conn: _claim(
+                conn, names, worker=worker, limit=limit, lease_until=now + lease, now=now
+            ),
+        )
         try:
-            refused, retried, jobs = await asyncio.wrap_future(claiming)
+            return await asyncio.wrap_future(claiming)
         except asyncio.CancelledError:
             # The caller gave up, but the claim may be under way on the thread: its jobs would
             # stay leased to nobody until the lease expired, then count a lost attempt.
             claiming.add_done_callback(functools.partial(self._hand_back, executor, now))
             raise
-        self._wake(retried)
-        return refused, jobs
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a job may be due in ``queues``, or after ``timeout`` seconds.

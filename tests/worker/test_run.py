@@ -14,7 +14,6 @@ import conveyor
 from conveyor import Call, Status
 from conveyor.brokers.base import Outcome
 from conveyor.brokers.memory import MemoryBroker
-from conveyor.job import JobRecord
 from tests.worker.support import WAIT, record_of, run_burst, running
 
 
@@ -249,52 +248,58 @@ def test_sync_producer_with_a_worker_in_another_thread(app: conveyor.Conveyor) -
 
 
 class CountingBroker(MemoryBroker):
-    """A memory broker that counts how outcomes reach it."""
+    """A memory broker that notes, for each batch of outcomes, its size and how many jobs
+    were still queued."""
 
     def __init__(self) -> None:
         super().__init__("memory://")
-        self.alone: list[int] = []  # the sizes of finish() calls
-        self.with_claims: list[int] = []  # the outcomes of finish_and_claim() calls
+        self.batches: list[tuple[int, int]] = []
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
-        """Count, then record."""
-        self.alone.append(len(outcomes))
+        """Note, then record."""
+        queued = (await self.counts()).get("default", {}).get(Status.QUEUED, 0)
+        self.batches.append((len(outcomes), queued))
         return await super().finish(outcomes)
 
-    async def finish_and_claim(
-        self,
-        outcomes: Sequence[Outcome],
-        queues: Sequence[str],
-        *,
-        worker: str,
-        limit: int,
-        lease: float,
-        now: float,
-    ) -> tuple[list[str], list[JobRecord]]:
-        """Count, then record and claim (calling finish() for the outcomes)."""
-        self.with_claims.append(len(outcomes))
-        self.alone.append(-len(outcomes))  # the finish() call this one makes below
-        refused = await MemoryBroker.finish(self, outcomes)
-        return refused, await self.claim(queues, worker, limit, lease, now)
 
-
-async def test_a_busy_worker_reports_outcomes_with_its_claims(app: conveyor.Conveyor) -> None:
-    """While jobs wait, the outcomes of those that ended go to the broker with the claim that
-    refills their slots; those that end when nothing is left to claim are recorded alone.
-    Every job is recorded once."""
+async def test_outcomes_of_jobs_that_never_let_the_worker_wait_are_recorded(
+    app: conveyor.Conveyor,
+) -> None:
+    """Outcomes are recorded while the worker waits for a slot or for work; jobs that end
+    as soon as they start never let it wait, and then they go by the worker's concurrency,
+    not all at the end."""
     broker = CountingBroker()
     app.broker = broker
 
     @app.task
-    async def step(n: int) -> int:
-        await asyncio.sleep(0.001)
+    async def instant(n: int) -> int:
         return n
 
-    jobs = step.enqueue_many([Call(n) for n in range(200)])
-    worker = await run_burst(app, concurrency=10)
-    assert worker.stats["succeeded"] == 200
-    assert [await j.result_async(timeout=WAIT) for j in jobs] == list(range(200))
-    carried = sum(broker.with_claims)
-    alone = sum(n for n in broker.alone if n > 0)
-    assert carried + alone == 200
-    assert carried > alone  # nearly all of them ride with claims
+    jobs = instant.enqueue_many([Call(n) for n in range(300)])
+    worker = await run_burst(app, concurrency=4)
+    assert worker.stats["succeeded"] == 300
+    assert [await j.result_async(timeout=WAIT) for j in jobs] == list(range(300))
+    assert sum(n for n, _ in broker.batches) == 300
+    assert [n for n, queued in broker.batches if queued > 0]  # recorded while jobs waited
+    assert max(n for n, _ in broker.batches) <= 3 * 4
+
+
+async def test_outcomes_are_recorded_while_the_worker_is_full(app: conveyor.Conveyor) -> None:
+    """With every slot busy, the outcomes of the jobs that ended are recorded meanwhile."""
+    broker = CountingBroker()
+    app.broker = broker
+    release = asyncio.Event()
+
+    @app.task
+    async def hold(n: int) -> int:
+        if n:
+            await release.wait()
+        return n
+
+    quick = hold.enqueue(0)
+    slow = hold.enqueue_many([Call(1), Call(2)])
+    async with running(app, concurrency=2):
+        assert await quick.result_async(timeout=WAIT) == 0  # recorded while both slots hold
+        assert [(await j.refresh_async()).status for j in slow] == [Status.RUNNING] * 2
+        release.set()
+        assert [await j.result_async(timeout=WAIT) for j in slow] == [1, 2]

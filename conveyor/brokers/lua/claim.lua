@@ -1,13 +1,9 @@
 -- Claim up to limit due jobs from one or more queues: make the due scheduled jobs queued,
 -- then take queued ones by priority, then eta, then id, across the queues.
--- First, outcomes of this worker's jobs may be applied as finish.lua does: then a busy
--- worker refills the slots its jobs left and reports how they ended in one round trip.
--- KEYS: the tags of the queues (one only on a cluster); or, with outcomes, the tag of the
---       one queue and the uniqueness-key hash
--- ARGV: now, lease_until, worker, limit, receipt, the outcomes (see finish.lua) or '',
---       '1' if the worker may have offered slots or been handed jobs (see probe.lua),
---       older receipts whose reply was lost
--- Returns {the refused ids, the jobs, 1 if handed jobs are left in the inbox}, per job
+-- KEYS: the tags of the queues (one only on a cluster)
+-- ARGV: now, lease_until, worker, limit, receipt, '1' if the worker may have offered slots
+--       or been handed jobs (see probe.lua), older receipts whose reply was lost
+-- Returns {the jobs, 1 if jobs handed to the worker are left in its inbox}, per job
 -- {payload, eta, error, attempts, token}: only what a producer gave and what a retry left
 -- is read, the rest of a claimed job is known (see redis.py).
 local now_s, lease_until, worker, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -21,11 +17,6 @@ local function give(q, id, token, f, attempts)
   local r = running[q] or {}
   running[q] = r
   r[#r + 1], r[#r + 2] = lease_until, id
-end
-local queues, refused = KEYS, {}
-if ARGV[6] ~= '' then
-  queues = {KEYS[1]}
-  refused = settle(KEYS[1], KEYS[2], cmsgpack.unpack(ARGV[6]))
 end
 
 -- Hand over job id of queue q, fields f = {status, token, worker, eta, error, attempts}, if
@@ -54,8 +45,8 @@ end
 -- A receipt lists the ids one claim took in a queue, after the range of tokens it gave out.
 -- A claim whose reply was lost (the connection broke) hands its jobs over again, as long as
 -- they still run under a token of that claim.
-for i = 8, #ARGV do
-  for _, q in ipairs(queues) do
+for i = 7, #ARGV do
+  for _, q in ipairs(KEYS) do
     local rc = q .. ':rc:' .. ARGV[i]
     local entries = redis.call('LRANGE', rc, 0, -1)
     local from, to = tonumber(entries[1]), tonumber(entries[2])
@@ -72,7 +63,7 @@ end
 -- read its inbox are claimed now. Those beyond the limit (half of a split claim) stay in the
 -- inbox for its next claim.
 local leftover = 0
-for _, q in ipairs(ARGV[7] == '1' and queues or {}) do
+for _, q in ipairs(ARGV[6] == '1' and KEYS or {}) do
   unregister(q, worker)
   local left = {}
   for _, held in ipairs(unbox(q, worker)) do
@@ -89,7 +80,7 @@ end
 -- Per queue, make its due scheduled jobs queued, then list its best candidates in claim
 -- order (priorities, then each one's zset order): {-priority, eta, id, queue, priority}.
 local live, heads, want = {}, {}, limit - #out
-for _, q in ipairs(queues) do
+for _, q in ipairs(KEYS) do
   if want > 0 and redis.call('EXISTS', q .. ':paused') == 0 then
     live[#live + 1] = q
     local due = redis.call('ZRANGEBYSCORE', q .. ':sched', '-inf', now_s, 'WITHSCORES',
@@ -104,7 +95,7 @@ for _, q in ipairs(queues) do
     for _, pr in ipairs(redis.call('ZRANGE', q .. ':prios', 0, -1)) do
       if got >= want then break end
       local key = q .. ':r:' .. pr
-      if #queues == 1 then  -- no merge across queues: the etas are not needed (nor cheap)
+      if #KEYS == 1 then  -- no merge across queues: the etas are not needed (nor cheap)
         local r = redis.call('ZRANGE', key, 0, want - got - 1)
         for i = 1, #r do heads[#heads + 1] = {-tonumber(pr), 0, r[i], q, pr} end
         got = got + #r
@@ -171,4 +162,4 @@ if #out >= limit then
     end
   end
 end
-return {refused, out, leftover}
+return {out, leftover}

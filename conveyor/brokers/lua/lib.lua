@@ -145,29 +145,3 @@ local function delete(q, id, status)
   if status ~= 'succeeded' then redis.call('ZREM', q .. ':l:' .. status, id) end
 end
 
-
--- Apply the outcomes of attempts in queue q (see finish.lua), each only with the current
--- token, and wake idle workers for the jobs retried at once. Returns the refused ids.
-local function settle(q, keys, outcomes)
-  local refused, woken, look, done, ended = {}, 0, false, {}, {}
-  for _, o in ipairs(outcomes) do
-    local id, status, finished_at = o[1], o[3], o[4]
-    local f = redis.call('HMGET', jkey(q, id), 's', 't', 'pr', 'k')
-    if f[1] ~= 'running' or f[2] ~= o[2] then
-      refused[#refused + 1] = id
-    else
-      done[#done + 1] = id
-      if status == 'scheduled' or status == 'queued' then
-        local s, wakes = push(q, id, f[3], (o[7] ~= '') and o[7] or finished_at,
-          tonumber(finished_at), {'w', '', 'l', '', 'c', '', 'x', o[6]})
-        if s == 'queued' then woken = woken + 1 elseif wakes then look = true end
-      else
-        finish(q, id, status, finished_at, f[4], keys, {'w', '', 'r', o[5], 'x', o[6]}, ended)
-      end
-    end
-  end
-  variadic('ZREM', q .. ':run', done)
-  for status, e in pairs(ended) do variadic('ZADD', q .. ':f:' .. status, e) end
-  wake(q, (woken > 0) and woken or (look and 1 or 0))
-  return refused
-end
