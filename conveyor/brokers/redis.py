@@ -62,6 +62,7 @@ _STATUSES = [s.value for s in Status]
 _BATCH = 1000  # jobs per call of the scripts that sweep (recover, purge)
 _REMEMBERED = 100_000  # ids whose queue this object remembers
 _COMMAND_TIMEOUT = 30.0  # seconds Redis has to answer a command before it counts as lost
+_LANES = 3  # direct connections for scripts (a worker's claim halves and outcomes at once)
 # Errors that Redis answers while it cannot serve (starting, failing over, out of memory):
 # the worker retries them like a lost connection.
 _OUTAGE = {"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "OOM"}
@@ -293,10 +294,11 @@ class RedisBroker:
         self._cluster = False
         self._client: Any = None
         self._blocker: Any = None  # for BLPOP only, so that a blocked wait holds no pooled link
-        # On a single server, one connection of each client is used directly, one call at a
-        # time, past redis-py's pool, retry and metrics layers: a quarter off a round trip.
-        self._lane: Any = None
-        self._lane_busy = False
+        # On a single server, a few connections of each client are used directly, one call
+        # at a time each, past redis-py's pool, retry and metrics layers: a quarter off a
+        # round trip, and redis-py's packing and pool bookkeeping off the worker's CPU.
+        self._lanes: list[Any] = []  # every lane made
+        self._free_lanes: list[Any] = []  # those not in use
         self._block_lane: Any = None
         self._lock: asyncio.Lock | None = None
         self._pid = os.getpid()
@@ -326,8 +328,9 @@ class RedisBroker:
         if self._idle is not None or self._stash:
             await self._withdraw()
         clients = [self._client, self._blocker]
-        lanes = [self._lane, self._block_lane]
-        self._client = self._blocker = self._lane = self._block_lane = None
+        lanes = [*self._lanes, self._block_lane]
+        self._client = self._blocker = self._block_lane = None
+        self._lanes, self._free_lanes = [], []
         if self._pid != os.getpid():
             return
         for lane in lanes:
@@ -357,7 +360,7 @@ class RedisBroker:
     async def _conn(self) -> Any:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
             self._client = self._blocker = self._lock = None
-            self._lane = self._block_lane = None
+            self._lanes, self._free_lanes, self._block_lane = [], [], None
             self._idle, self._stash, self._offered = None, [], None  # the parent's, not ours
             self._pid = os.getpid()
         if self._client is None:
@@ -377,8 +380,6 @@ class RedisBroker:
                     client = self._make(blocking=False)
                     if self._cluster:  # learn the slots once, before concurrent commands
                         await client.initialize()
-                    else:
-                        self._lane = client.connection_pool.make_connection()
                     self._client = client
         return self._client
 
@@ -393,19 +394,30 @@ class RedisBroker:
     async def _eval(self, name: str, keys: Sequence[str], args: Iterable[Any]) -> Any:
         script, client = _script(name), await self._conn()
         argv = [*keys, *args]
-        lane = self._lane
-        if lane is not None and not self._lane_busy:
-            self._lane_busy = True
+        lane = self._take_lane(client)
+        if lane is not None:
             try:
                 return await _timed(_eval_on(lane, script, len(keys), argv))
             except rexc.ConnectionError:
                 pass  # redis-py dropped the connection: the pool's retries take over below
             finally:
-                self._lane_busy = False
+                if lane in self._lanes:  # not closed meanwhile
+                    self._free_lanes.append(lane)
         try:
             return await _timed(client.evalsha(script.sha, len(keys), *argv))
         except rexc.NoScriptError:  # a restarted server has no script cache
             return await _timed(client.eval(script.text, len(keys), *argv))
+
+    def _take_lane(self, client: Any) -> Any:
+        """A free lane (made if fewer than _LANES exist), or None: on a cluster, or when all
+        are in use (the call then takes a pooled connection)."""
+        if self._free_lanes:
+            return self._free_lanes.pop()
+        if self._cluster or len(self._lanes) >= _LANES:
+            return None
+        lane = client.connection_pool.make_connection()
+        self._lanes.append(lane)
+        return lane
 
     async def _spread(
         self, name: str, tags: Sequence[str], args: Sequence[Any]

@@ -167,8 +167,8 @@ async def test_a_full_redis_refuses_enqueues_as_unavailable(durable_redis: Redis
 
 
 async def test_a_cancelled_call_leaves_no_reply_for_the_next(broker: RedisBroker) -> None:
-    """Calls share one connection on a single server: one cancelled between its command and
-    its reply must not hand that reply to the next call."""
+    """Calls take turns on a few connections on a single server: one cancelled between its
+    command and its reply must not hand that reply to the next call on its connection."""
     (job,) = await broker.enqueue([make_job(queue="cancelled")])
     for turns in range(6):
         call = asyncio.create_task(broker.counts())
@@ -179,3 +179,14 @@ async def test_a_cancelled_call_leaves_no_reply_for_the_next(broker: RedisBroker
             await call
         assert (await must_get(broker, job.id)).queue == "cancelled"
         assert (await broker.counts())["cancelled"][Status.QUEUED] == 1
+
+
+async def test_concurrent_calls_beyond_the_lanes_take_the_pool(broker: RedisBroker) -> None:
+    """A few calls at once each get a direct connection of the broker; more than that go
+    through redis-py's pool. Every call gets its own answer either way."""
+    jobs = await broker.enqueue([make_job(queue=f"q{i}") for i in range(12)])
+    for _ in range(3):
+        found = await asyncio.gather(*(broker.get(j.id) for j in jobs))
+        assert [f.queue if f else None for f in found] == [j.queue for j in jobs]
+    assert 1 <= len(broker._lanes) <= 3
+    assert sorted(map(id, broker._free_lanes)) == sorted(map(id, broker._lanes))
