@@ -146,6 +146,10 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\n== stopping")
     finally:
+        # A second Ctrl-C reaches the worker and the server too (the terminal signals the
+        # whole group), and they stop at once; this process just waits for them.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for proc in (server, worker):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
