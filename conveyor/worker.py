@@ -341,10 +341,13 @@ class Worker:
         if outcome is not None:
             self._log_outcome(entry, outcome, time.perf_counter() - entry.started)
             self._outcomes.append(outcome)
-            # While the claim loop claims, the outcomes wait for it to wait; as many as the
-            # worker has slots go at once (with jobs that end at once it may never wait).
-            if self._parked.is_set() or len(self._outcomes) >= self.concurrency:
+            if self._may_flush():
                 self._flush_due.set()
+
+    def _may_flush(self) -> bool:
+        """While the claim loop claims, outcomes wait for it to wait; as many as the worker
+        has slots go at once (with jobs that end as they start it may never wait)."""
+        return self._parked.is_set() or self._closing or len(self._outcomes) >= self.concurrency
 
     def _tally(self, job: JobRecord) -> TaskStats:
         """The stats of ``job``'s queue and task (names this worker does not know share one,
@@ -399,9 +402,7 @@ class Worker:
         while True:
             await self._flush_due.wait()
             self._flush_due.clear()
-            if not (
-                self._parked.is_set() or self._closing or len(self._outcomes) >= self.concurrency
-            ):
+            if not self._may_flush():
                 continue  # the claim loop went on claiming: it sets _flush_due when it waits
             batch, self._outcomes = self._outcomes, []
             if batch:

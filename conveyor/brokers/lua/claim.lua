@@ -10,21 +10,17 @@ local now_s, lease_until, worker, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(AR
 local out, taken, low, fresh = {}, {}, {}, {}
 local pkeys, running = {}, {}  -- per job of out, its payload's key; per queue, Q:run entries
 
--- Job id of queue q goes out under token, running; f = {eta, error, attempts} as stored.
-local function give(q, id, token, f, attempts)
-  out[#out + 1] = {false, f[1], f[2] or '', attempts, token}
+-- Job id of queue q goes out under token; its payload is read with the others at the end.
+local function emit(q, id, eta, error, attempts, token)
+  out[#out + 1] = {false, eta, error or '', attempts, token}
   pkeys[#out] = pkey(q, id)
-  local r = running[q] or {}
-  running[q] = r
-  r[#r + 1], r[#r + 2] = lease_until, id
 end
 
 -- Hand over job id of queue q, fields f = {status, token, worker, eta, error, attempts}, if
 -- this worker still holds it under token (ARGV tokens are strings, stored ones too).
 local function again(q, id, token, f)
   if f[1] == 'running' and f[3] == worker and tonumber(f[2]) == token and #out < limit then
-    out[#out + 1] = {false, f[4], f[5] or '', tonumber(f[6]), token}
-    pkeys[#out] = pkey(q, id)
+    emit(q, id, f[4], f[5], tonumber(f[6]), token)
     taken[q] = taken[q] or {}
     table.insert(taken[q], id)
     low[q] = math.min(low[q] or token, token - 1)
@@ -39,7 +35,10 @@ local function take(q, id, token)
   local attempts = tonumber(f[3]) + 1
   redis.call('HSET', j, 's', 'running', 'a', attempts, 't', token, 'w', worker, 'b', now_s,
     'l', lease_until)
-  give(q, id, token, f, attempts)
+  emit(q, id, f[1], f[2], attempts, token)
+  local r = running[q] or {}
+  running[q] = r
+  r[#r + 1], r[#r + 2] = lease_until, id
 end
 
 -- A receipt lists the ids one claim took in a queue, after the range of tokens it gave out.
