@@ -103,6 +103,7 @@ class Worker:
         self._started_at = time.time()
         self._running: dict[str, _Running] = {}
         self._outcomes: list[Outcome] = []
+        self._flushing: list[Outcome] = []  # the outcomes being recorded now
         self._to_release: list[Lease] = []
         self._last_claim = time.monotonic()
         self._sync = SyncRunner(concurrency)
@@ -406,9 +407,11 @@ class Worker:
                 continue  # the claim loop went on claiming: it sets _flush_due when it waits
             batch, self._outcomes = self._outcomes, []
             if batch:
+                self._flushing = batch
                 try:
                     refused = await self.broker.finish(batch)
                 except Exception as exc:
+                    self._flushing = []
                     if self._killed.is_set() or time.monotonic() > self._give_up_at:
                         # Their leases expire and another worker runs the jobs again:
                         # at-least-once holds, at the cost of a repeat.
@@ -420,6 +423,7 @@ class Worker:
                     pause = min(pause * 2, 5.0)
                     self._flush_due.set()
                     continue
+                self._flushing = []
                 pause = 0.1
                 for job_id in refused:
                     log.warning(
@@ -449,7 +453,10 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             now = time.time()
+            # Jobs whose outcome waits to be recorded (the broker refused it for a while)
+            # keep their leases too: else another worker would run them again.
             leases = [Lease(e.job.id, e.job.token) for e in self._running.values()]
+            leases += [Lease(o.id, o.token) for o in (*self._outcomes, *self._flushing)]
             try:
                 reply = await self.broker.heartbeat(self._info(now), leases, self.lease, now)
             except Exception as exc:

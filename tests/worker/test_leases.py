@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 import pytest
 
 import conveyor
 from conveyor import Status
-from conveyor.brokers.memory import LEASE_EXPIRED
+from conveyor.brokers.base import Outcome
+from conveyor.brokers.memory import LEASE_EXPIRED, MemoryBroker
 from tests.worker.support import WAIT, eventually, record_of, running
 
 
@@ -96,3 +98,59 @@ async def test_heartbeats_keep_a_long_job_alive(app: conveyor.Conveyor) -> None:
     async with running(app, lease=0.3):
         assert await job.result_async(timeout=WAIT) == "done"
     assert (await record_of(app, job.id)).attempts == 1
+
+
+class StallingFinishBroker(MemoryBroker):
+    """A memory broker that refuses outcomes while ``down`` is set, as a broker that is
+    briefly unreachable for writes (fault injection); heartbeats still get through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+        self.refusals = 0
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Fail while down; then record as usual."""
+        if self.down:
+            self.refusals += 1
+            raise conveyor.BrokerUnavailable("connection reset by peer")
+        return await super().finish(outcomes)
+
+
+async def test_an_outcome_waiting_to_be_recorded_keeps_its_lease(
+    app: conveyor.Conveyor,
+) -> None:
+    """While the broker refuses an outcome, heartbeats go on renewing the finished job's
+    lease, so that no sweep hands it to another worker; once recorded, it ran once."""
+    broker = StallingFinishBroker()
+    app.broker = broker
+    runs = 0
+
+    @app.task
+    def quick() -> str:
+        nonlocal runs
+        runs += 1
+        return "done"
+
+    job = quick.enqueue()
+    async with running(app, lease=0.3):
+        await eventually(lambda: broker.refusals >= 1, what="a refused outcome")
+        first = (await record_of(app, job.id)).lease_until
+        assert first is not None
+        # Two renewals past the lease it had when it ended: without them, the worker's own
+        # sweep would have requeued the job as expired and run it again.
+        await until_lease_after(app, job.id, first + 0.3)
+        assert (await record_of(app, job.id)).status is Status.RUNNING
+        broker.down = False
+        assert await job.result_async(timeout=WAIT) == "done"
+    record = await record_of(app, job.id)
+    assert (runs, record.attempts, record.status) == (1, 1, Status.SUCCEEDED)
+
+
+async def until_lease_after(app: conveyor.Conveyor, job_id: str, when: float) -> None:
+    """Poll until the job's lease runs until after ``when``; fail after WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while ((await record_of(app, job_id)).lease_until or 0.0) <= when:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the lease of job {job_id} was not renewed past {when}")
+        await asyncio.sleep(0.01)
