@@ -405,6 +405,10 @@ class Worker:
             self._flush_due.clear()
             if not self._may_flush():
                 continue  # the claim loop went on claiming: it sets _flush_due when it waits
+            if not self._parked.is_set():
+                # A full pile, while the claim loop claims: the claims it has just made
+                # (halves run as tasks) go first, for the slots that wait on them.
+                await asyncio.sleep(0)
             batch, self._outcomes = self._outcomes, []
             if batch:
                 self._flushing = batch
