@@ -14,7 +14,8 @@ import conveyor
 from conveyor import Call, Status
 from conveyor.brokers.base import Outcome
 from conveyor.brokers.memory import MemoryBroker
-from tests.worker.support import WAIT, record_of, run_burst, running
+from conveyor.job import JobRecord
+from tests.worker.support import WAIT, record_of, run_burst, running, until_status
 
 
 async def test_sync_and_async_tasks_run_and_results_read_back(app: conveyor.Conveyor) -> None:
@@ -303,3 +304,46 @@ async def test_outcomes_are_recorded_while_the_worker_is_full(app: conveyor.Conv
         assert [(await j.refresh_async()).status for j in slow] == [Status.RUNNING] * 2
         release.set()
         assert [await j.result_async(timeout=WAIT) for j in slow] == [1, 2]
+
+
+class CallLogBroker(MemoryBroker):
+    """A memory broker that logs its claims and outcome batches in the order they come."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+
+    async def claim(
+        self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
+    ) -> list[JobRecord]:
+        """Log the claim's limit, then claim."""
+        self.calls.append(("claim", limit))
+        return await super().claim(queues, worker, limit, lease, now)
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Log the batch's size, then record it."""
+        self.calls.append(("finish", len(outcomes)))
+        return await super().finish(outcomes)
+
+
+async def test_claims_for_freed_slots_go_before_their_outcomes(app: conveyor.Conveyor) -> None:
+    """When a full worker's jobs all end at once, the claim that refills their slots (two
+    halves at once) reaches the broker before their outcomes, which the slots do not wait
+    for."""
+    broker = CallLogBroker()
+    app.broker = broker
+    release = asyncio.Event()
+
+    @app.task
+    async def hold(n: int) -> int:
+        await release.wait()
+        return n
+
+    first = hold.enqueue_many([Call(n) for n in range(20)])
+    hold.enqueue_many([Call(n) for n in range(20, 40)])
+    async with running(app, concurrency=20):
+        await until_status(app, first[-1].id, Status.RUNNING)
+        assert broker.calls == [("claim", 20)]
+        release.set()
+        assert await first[0].result_async(timeout=WAIT) == 0
+        assert broker.calls[1:4] == [("claim", 10), ("claim", 10), ("finish", 20)]
