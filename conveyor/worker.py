@@ -103,7 +103,6 @@ class Worker:
         self._started_at = time.time()
         self._running: dict[str, _Running] = {}
         self._outcomes: list[Outcome] = []
-        self._flushing: list[Outcome] = []  # the outcomes being recorded now
         self._to_release: list[Lease] = []
         self._last_claim = time.monotonic()
         self._sync = SyncRunner(concurrency)
@@ -409,25 +408,23 @@ class Worker:
                 # A full pile, while the claim loop claims: the claims it has just made
                 # (halves run as tasks) go first, for the slots that wait on them.
                 await asyncio.sleep(0)
-            batch, self._outcomes = self._outcomes, []
+            # The batch stays in the pile until recorded: its leases are renewed meanwhile.
+            batch = self._outcomes[:]
             if batch:
-                self._flushing = batch
                 try:
                     refused = await self.broker.finish(batch)
                 except Exception as exc:
-                    self._flushing = []
                     if self._killed.is_set() or time.monotonic() > self._give_up_at:
                         # Their leases expire and another worker runs the jobs again:
                         # at-least-once holds, at the cost of a repeat.
                         log.error("dropping %d outcomes at shutdown: %s", len(batch), exc)
                         return
                     log.error("recording %d outcomes failed (%s); retrying", len(batch), exc)
-                    self._outcomes[:0] = batch
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
                     self._flush_due.set()
                     continue
-                self._flushing = []
+                del self._outcomes[: len(batch)]  # those that ended meanwhile stay
                 pause = 0.1
                 for job_id in refused:
                     log.warning(
@@ -460,7 +457,7 @@ class Worker:
             # Jobs whose outcome waits to be recorded (the broker refused it for a while)
             # keep their leases too: else another worker would run them again.
             leases = [Lease(e.job.id, e.job.token) for e in self._running.values()]
-            leases += [Lease(o.id, o.token) for o in (*self._outcomes, *self._flushing)]
+            leases += [Lease(o.id, o.token) for o in self._outcomes]
             try:
                 reply = await self.broker.heartbeat(self._info(now), leases, self.lease, now)
             except Exception as exc:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import conveyor
+from conveyor.brokers.base import Outcome
+from conveyor.brokers.memory import MemoryBroker
 from conveyor.job import JobRecord, Status
 
 WAIT = 10.0
@@ -63,3 +65,20 @@ async def run_burst(app: conveyor.Conveyor, **options: Any) -> conveyor.Worker:
     worker = conveyor.Worker(app, burst=True, poll=0.05, **options)
     assert await asyncio.wait_for(worker.run(), timeout=WAIT) == 0
     return worker
+
+
+class FailingFinishBroker(MemoryBroker):
+    """A memory broker that refuses outcomes while ``down`` is set (from the start), as a
+    broker unreachable for writes (fault injection); every other call gets through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+        self.refusals = 0
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Fail while down; then record as usual."""
+        if self.down:
+            self.refusals += 1
+            raise conveyor.BrokerUnavailable("connection refused")
+        return await super().finish(outcomes)

@@ -14,7 +14,14 @@ import conveyor
 from conveyor import Backoff, Status
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.job import JobRecord
-from tests.worker.support import WAIT, record_of, run_burst, running, until_status
+from tests.worker.support import (
+    WAIT,
+    FailingFinishBroker,
+    record_of,
+    run_burst,
+    running,
+    until_status,
+)
 
 FAST = Backoff(base=0.02, factor=2.0, max=1.0, jitter=False)
 """Backoff of 20 ms then 40 ms then 80 ms: short enough for tests, long enough to measure."""
@@ -268,15 +275,6 @@ async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor)
     assert worker.stats["succeeded"] == 1
 
 
-class DeadFinishBroker(MemoryBroker):
-    """A memory broker that can no longer record outcomes, as when it went down (fault
-    injection)."""
-
-    async def finish(self, outcomes: Sequence[Any]) -> list[str]:
-        """Always fail."""
-        raise conveyor.BrokerUnavailable("connection refused")
-
-
 async def test_a_stopping_worker_gives_up_on_an_unreachable_broker(
     app: conveyor.Conveyor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -284,7 +282,7 @@ async def test_a_stopping_worker_gives_up_on_an_unreachable_broker(
     forever; the job stays running until its lease expires and it runs again."""
     monkeypatch.setattr("conveyor.worker.FLUSH_AT_EXIT", 0.3)
     caplog.set_level(logging.ERROR, logger="conveyor.worker")
-    app.broker = DeadFinishBroker()
+    app.broker = FailingFinishBroker()  # down for good
 
     @app.task
     def ping() -> str:

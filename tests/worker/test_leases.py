@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 
 import pytest
 
 import conveyor
 from conveyor import Status
-from conveyor.brokers.base import Outcome
-from conveyor.brokers.memory import LEASE_EXPIRED, MemoryBroker
-from tests.worker.support import WAIT, eventually, record_of, running
+from conveyor.brokers.memory import LEASE_EXPIRED
+from tests.worker.support import WAIT, FailingFinishBroker, eventually, record_of, running
 
 
 async def test_lost_lease_outcome_is_refused(
@@ -100,29 +98,12 @@ async def test_heartbeats_keep_a_long_job_alive(app: conveyor.Conveyor) -> None:
     assert (await record_of(app, job.id)).attempts == 1
 
 
-class StallingFinishBroker(MemoryBroker):
-    """A memory broker that refuses outcomes while ``down`` is set, as a broker that is
-    briefly unreachable for writes (fault injection); heartbeats still get through."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = True
-        self.refusals = 0
-
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
-        """Fail while down; then record as usual."""
-        if self.down:
-            self.refusals += 1
-            raise conveyor.BrokerUnavailable("connection reset by peer")
-        return await super().finish(outcomes)
-
-
 async def test_an_outcome_waiting_to_be_recorded_keeps_its_lease(
     app: conveyor.Conveyor,
 ) -> None:
     """While the broker refuses an outcome, heartbeats go on renewing the finished job's
     lease, so that no sweep hands it to another worker; once recorded, it ran once."""
-    broker = StallingFinishBroker()
+    broker = FailingFinishBroker()
     app.broker = broker
     runs = 0
 
