@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 import conveyor
 from conveyor.brokers import from_url
-from conveyor.brokers.base import JobFilter, Retention
+from conveyor.brokers.base import JobFilter, Lease, Retention
 from conveyor.brokers.redis import RedisBroker
 from conveyor.errors import BrokerUnavailable
 from conveyor.job import Status
@@ -118,13 +118,40 @@ async def test_nothing_is_left_behind(redis_server: RedisServer, redis_url: str)
         assert await broker.list(JobFilter()) == []
         assert await broker.workers(now + 10**6, 10**7) == []
         left = sorted(k.decode() for k in raw.scan_iter(match="{" + prefix + "*"))
-        per_queue = ("token", "sig")
+        per_queue = ("token", "sig", "run")  # run keeps its pin (see lua/lib.lua)
         fixed = {
             f"{{{prefix}}}:queues",
             *(f"{{{prefix}:{q}}}:{name}" for q in ("default", "later") for name in per_queue),
         }
         assert set(left) - {k for k in left if ":rc:" in k} <= fixed, left
         assert raw.llen(f"{{{prefix}:default}}:sig") <= 32
+    finally:
+        raw.close()
+        await broker.close()
+
+
+async def test_running_jobs_are_indexed_in_a_skiplist(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """The index of running jobs stays a skiplist however few they are (a listpack parses
+    every score at each insert), and its pin is never counted or listed as a job."""
+    broker = from_url(redis_url)
+    prefix = redis_url.rsplit("prefix=", 1)[1]
+    raw = redis.Redis(port=redis_server.port)
+    try:
+        now = time.time()
+        await broker.enqueue([make_job() for _ in range(3)])
+        claimed = await broker.claim(["default"], "w1", 2, LEASE, now)
+        assert raw.object("encoding", f"{{{prefix}:default}}:run") == b"skiplist"
+        counts = (await broker.counts())["default"]
+        assert (counts[Status.RUNNING], counts[Status.QUEUED]) == (2, 1)
+        running = await broker.list(JobFilter(status=Status.RUNNING))
+        assert sorted(j.id for j in running) == sorted(j.id for j in claimed)
+        leases = [Lease(j.id, j.token) for j in claimed]
+        reply = await broker.heartbeat(worker_info(seen_at=now), leases, LEASE, now + 1)
+        assert not reply.lost
+        assert sorted(await broker.recover(now + 10 * LEASE)) == sorted(j.id for j in claimed)
+        assert (await broker.counts())["default"].get(Status.RUNNING, 0) == 0
     finally:
         raw.close()
         await broker.close()

@@ -148,7 +148,7 @@ for i = 1, n do
   tokens[q] = tokens[q] + 1
   take(q, heads[i][3], tokens[q])
 end
-for q, r in pairs(running) do variadic('ZADD', q .. ':run', r) end
+for q, r in pairs(running) do run_add(q, r) end
 for i = 1, #pkeys, 1000 do
   local payloads = redis.call('MGET', unpack(pkeys, i, math.min(i + 999, #pkeys)))
   for n, payload in ipairs(payloads) do out[i + n - 1][1] = payload end

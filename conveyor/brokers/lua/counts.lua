@@ -11,7 +11,7 @@ for _, q in ipairs(KEYS) do
   out[#out + 1] = {
     redis.call('ZCARD', q .. ':sched') - due,
     queued + due,
-    redis.call('ZCARD', q .. ':run'),
+    redis.call('ZCOUNT', q .. ':run', '-inf', '(+inf'),  -- not RUN_PIN
     redis.call('ZCARD', q .. ':f:succeeded'),
     redis.call('ZCARD', q .. ':f:failed'),
     redis.call('ZCARD', q .. ':f:cancelled'),

@@ -60,7 +60,7 @@ for _, new in ipairs(cmsgpack.unpack(ARGV[3])) do
       local lease_until = now + lease
       redis.call('HSET', j, 's', 'running', 'e', new[4], 'a', attempts, 't', token, 'w', w,
         'b', ARGV[1], 'l', lease_until, 'pr', pr, 'm', new[8], 'k', key or '')
-      redis.call('ZADD', q .. ':run', lease_until, id)
+      run_add(q, {lease_until, id})
       handed[w] = handed[w] or {}
       table.insert(handed[w], {id, new[2], new[4], attempts, token})
       most = math.max(most, lease)

@@ -12,7 +12,7 @@
 --   Q:r:<priority>  zset    queued jobs of one priority by eta (then id)
 --   Q:prios         zset    the priorities that have queued jobs, highest first
 --   Q:sched         zset    scheduled jobs by eta
---   Q:run           zset    running jobs by lease_until
+--   Q:run           zset    running jobs by lease_until, and RUN_PIN (see run_add)
 --   Q:f:<status>    zset    finished jobs by finished_at, for retention and counts
 --   Q:l:<status>    zset    failed and cancelled jobs by id, for listing the dead letters
 --   Q:token         string  the last fencing token handed out
@@ -27,6 +27,10 @@
 
 local MAX_MARKERS = 32
 
+-- A member longer than a listpack entry may be (zset-max-listpack-value, 64 by default),
+-- with score +inf: see run_add.
+local RUN_PIN = string.rep('~', 80)
+
 local function jkey(q, id) return q .. ':j:' .. id end
 local function pkey(q, id) return q .. ':p:' .. id end
 
@@ -36,6 +40,17 @@ local function variadic(cmd, key, args)
   for i = 1, #args, 1000 do
     redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
   end
+end
+
+-- Add the (lease_until, id) pairs to the running jobs of queue q. Q:run holds RUN_PIN from
+-- its first job on, which keeps it a skiplist: as a listpack (fewer than 128 members, the
+-- usual number of running jobs) each new lease, later than all others, is inserted after
+-- parsing the score of every member before it: 600 µs for 25 jobs joining 100 against 20.
+-- Readers skip the pin by asking for scores below +inf.
+local function run_add(q, leases)
+  local key = q .. ':run'
+  if redis.call('EXISTS', key) == 0 then redis.call('ZADD', key, '+inf', RUN_PIN) end
+  variadic('ZADD', key, leases)
 end
 
 -- A job as Python reads it: {its state hash, its immutable fields}.

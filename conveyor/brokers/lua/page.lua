@@ -17,7 +17,7 @@ local function wanted(id, check)
 end
 
 if status == 'running' then
-  local ids = redis.call('ZRANGE', q .. ':run', 0, -1)
+  local ids = redis.call('ZRANGEBYSCORE', q .. ':run', '-inf', '(+inf')  -- not RUN_PIN
   table.sort(ids, function(x, y) return x > y end)
   for _, id in ipairs(ids) do
     if #found >= limit then break end
