@@ -220,21 +220,59 @@ def latency(target: Target, jobs: int, interval: float, limit: float) -> dict[st
     done = target.wait_done(start + jobs, time.monotonic() + limit) - start
     cpu1 = target.cpu()
     records = [r for r in read_records(target.records, start) if r[0] >= began]  # ours only
-    delays = sorted((r[1] - r[0]) * 1000 for r in records)
-    result: dict[str, Any] = {
+    delays = [(r[1] - r[0]) * 1000 for r in records]
+    return {
         "jobs": jobs,
         "done": done,
         "complete": done >= jobs,
         "interval_ms": interval * 1000,
         "cpu_us_per_job": (cpu1 - cpu0) / done * 1e6 if done else None,
+        "delays_ms": delays,
+    } | delay_stats(delays)
+
+
+def delay_stats(delays: list[float]) -> dict[str, float]:
+    """p50, p90, p99, max and mean of enqueue-to-start delays in ms (none for fewer than 2)."""
+    if len(delays) < 2:
+        return {}
+    ordered = sorted(delays)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p90_ms": cuts[89],
+        "p99_ms": cuts[98],
+        "max_ms": ordered[-1],
+        "mean_ms": statistics.fmean(ordered),
     }
-    if len(delays) >= 2:
-        cuts = statistics.quantiles(delays, n=100, method="inclusive")
-        result |= {
-            "p50_ms": statistics.median(delays),
-            "p90_ms": cuts[89],
-            "p99_ms": cuts[98],
-            "max_ms": delays[-1],
-            "mean_ms": statistics.fmean(delays),
-        }
-    return result
+
+
+def combine(workload: str, trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from the trials of a workload, all complete: for a batch, the median
+    trial by throughput (the lower middle one of an even number), so that its other figures
+    are that trial's own; for latency, every trial's jobs pooled. A failed or incomplete
+    trial is the result itself (the last trial, as trials stop at one)."""
+    last = trials[-1]
+    if "error" in last or not last.get("complete"):
+        last.pop("delays_ms", None)
+        return last | {"trials": len(trials)}
+    if workload == "latency":
+        delays = [d for t in trials for d in t["delays_ms"]]
+        done = sum(t["done"] for t in trials)
+        cpu = sum((t["cpu_us_per_job"] or 0.0) * t["done"] for t in trials)
+        merged = {k: v for k, v in last.items() if k != "delays_ms"}
+        return (
+            merged
+            | delay_stats(delays)
+            | {
+                "jobs": sum(t["jobs"] for t in trials),
+                "done": done,
+                "cpu_us_per_job": cpu / done if done else None,
+                "trials": len(trials),
+                "trial_p99_ms": [t.get("p99_ms") for t in trials],
+            }
+        )
+    ranked = sorted(trials, key=lambda t: t.get("jobs_per_s") or 0.0)
+    return ranked[(len(ranked) - 1) // 2] | {
+        "trials": len(trials),
+        "trial_jobs_per_s": [t.get("jobs_per_s") for t in trials],
+    }

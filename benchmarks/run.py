@@ -57,6 +57,11 @@ class Plan:
     concurrency: int = 50
     sleep: float = 0.01
     workloads: tuple[str, ...] = WORKLOADS
+    # Each workload runs up to `trials` times, as long as the next trial would end within
+    # `trial_budget` seconds of the first one's start: the fast systems, whose figures a
+    # hiccup of the machine moves most, get several; the slowest get one.
+    trials: int = 3
+    trial_budget: float = 30.0
 
 
 # -- the benchmark's own venvs -------------------------------------------------------------
@@ -168,20 +173,39 @@ def settings_for(spec: Spec, plan: Plan, servers: Servers, tmp: Path) -> Setting
 
 
 def run_workload(target: harness.Target, plan: Plan, workload: str) -> dict[str, Any]:
-    """Run one workload on a system whose workers are up."""
+    """Run the trials of one workload on a system whose workers are up (see Plan)."""
     print(f"  {workload} ...", end=" ", flush=True)
-    try:
-        if workload == "drain":
-            out = harness.batch(target, "noop", plan.drain_jobs, max(60.0, plan.drain_jobs / 100))
-        elif workload == "io":
-            out = harness.batch(target, "sleep", plan.io_jobs, max(60.0, plan.io_jobs / 20))
-            out["ideal_per_s"] = target.slots / plan.sleep
-        else:
-            out = harness.latency(target, plan.latency_jobs, plan.latency_interval, 30.0)
-    except harness.BenchError as exc:
-        out = {"error": str(exc)}
+    trials: list[dict[str, Any]] = []
+    began = time.monotonic()
+    while True:
+        start = time.monotonic()
+        out = run_trial(target, plan, workload)
+        trials.append(out)
+        now = time.monotonic()
+        if (
+            len(trials) >= plan.trials
+            or "error" in out
+            or not out.get("complete")
+            or now + (now - start) > began + plan.trial_budget
+        ):
+            break
+        time.sleep(0.5)
+    out = harness.combine(workload, trials)
     print(summary(workload, out), flush=True)
     return out
+
+
+def run_trial(target: harness.Target, plan: Plan, workload: str) -> dict[str, Any]:
+    """Run one workload once."""
+    try:
+        if workload == "drain":
+            return harness.batch(target, "noop", plan.drain_jobs, max(60.0, plan.drain_jobs / 100))
+        if workload == "io":
+            out = harness.batch(target, "sleep", plan.io_jobs, max(60.0, plan.io_jobs / 20))
+            return out | {"ideal_per_s": target.slots / plan.sleep}
+        return harness.latency(target, plan.latency_jobs, plan.latency_interval, 30.0)
+    except harness.BenchError as exc:
+        return {"error": str(exc)}
 
 
 def summary(workload: str, out: dict[str, Any]) -> str:
@@ -190,10 +214,19 @@ def summary(workload: str, out: dict[str, Any]) -> str:
         return f"error: {out['error']}"
     if not out.get("complete"):
         return f"timeout: {out.get('done', 0)}/{out['jobs']} done"
+    n = out.get("trials", 1)
     if workload == "latency":
-        return f"p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms"
+        text = f"p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms"
+        if n > 1:
+            each = ", ".join(f"{p:.2f}" for p in out["trial_p99_ms"])
+            text += f" (the jobs of {n} trials; p99 of each: {each})"
+        return text
     rate, cpu = out.get("jobs_per_s"), out.get("cpu_us_per_job")
-    return f"{rate or 0:,.0f} jobs/s, {cpu or 0:,.0f} µs CPU/job, {out['blocked_slots']} blocked"
+    text = f"{rate or 0:,.0f} jobs/s, {cpu or 0:,.0f} µs CPU/job, {out['blocked_slots']} blocked"
+    if n > 1:
+        each = ", ".join(f"{r or 0:,.0f}" for r in out["trial_jobs_per_s"])
+        text += f" (median of {n} trials: {each})"
+    return text
 
 
 def server_pids(spec: Spec, servers: Servers) -> list[int]:
@@ -313,6 +346,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workloads", default=",".join(WORKLOADS), help="drain,latency,io (default: all)"
     )
     parser.add_argument("--jobs", type=int, help="jobs in the drain (default 20,000)")
+    parser.add_argument(
+        "--trials", type=int, help="most trials per workload (default 3, within 30 s)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
     parser.add_argument(
         "--setup-only", action="store_true", help="make the venvs in .bench and exit"
@@ -329,7 +365,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise SystemExit(f"--workloads: unknown {sorted(bad)}; known: {', '.join(WORKLOADS)}")
     plan = Plan(workloads=workloads)
     if args.quick:
-        plan = replace(plan, drain_jobs=2_000, latency_jobs=100, io_jobs=500)
+        plan = replace(plan, drain_jobs=2_000, latency_jobs=100, io_jobs=500, trials=1)
+    if args.trials is not None:
+        if args.trials < 1:
+            raise SystemExit("--trials must be at least 1")
+        plan = replace(plan, trials=args.trials)
     if args.jobs is not None:
         if args.jobs < 1:
             raise SystemExit("--jobs must be at least 1")
@@ -348,7 +388,10 @@ def legend(plan: Plan, load_before: float, load_after: float, seconds: float) ->
         f"{plan.latency_interval * 1000:.0f} ms apart to idle workers, enqueue to start. I/O: "
         f"{plan.io_jobs:,} jobs sleeping {ms:.0f} ms, timed like the drain; % of the ideal, "
         f"slots / {ms:.0f} ms. CPU: user + system time per job during the drain, of the worker "
-        f"processes and of the broker's server. {os.cpu_count()} cores; load average "
+        f"processes and of the broker's server. Each workload ran up to {plan.trials} times "
+        f"while the next trial would end within {plan.trial_budget:.0f} s of the first's start: "
+        "drain and I/O show the median trial (the lower middle one of two), latency the jobs "
+        f"of every trial together. {os.cpu_count()} cores; load average "
         f"{load_before:.1f} before, {load_after:.1f} after; {seconds:.0f} s."
     )
 
