@@ -84,6 +84,8 @@ def encode_result(task: str, value: Any) -> bytes:
     The plain-JSON rule of the arguments applies, so that ``result()`` returns what the
     task returned and not, say, a str in place of a datetime.
     """
+    if value is None:  # what most tasks return
+        return b"null"
     where = _find_bad(value, "result")
     if where is None:
         try:

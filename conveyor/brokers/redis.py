@@ -436,9 +436,13 @@ class RedisBroker:
 
     def _remember(self, job_id: str, queue: str) -> None:
         if len(self._where) >= _REMEMBERED:
-            for old in list(self._where)[: _REMEMBERED // 2]:
-                del self._where[old]
+            self._forget(1)
         self._where[job_id] = queue
+
+    def _forget(self, room: int) -> None:
+        """Forget the oldest half of the remembered ids, or more to make ``room``."""
+        for old in list(self._where)[: max(_REMEMBERED // 2, room)]:
+            del self._where[old]
 
     async def _locate(self, ids: Iterable[str]) -> dict[str, str]:
         """The queue of each of ``ids`` that exists (remembered, else searched for)."""
@@ -569,10 +573,13 @@ class RedisBroker:
     def _claimed(
         self, jobs: list[JobRecord], worker: str, now: float, lease: float
     ) -> list[JobRecord]:
+        where, until = self._where, now + lease
+        if len(where) + len(jobs) > _REMEMBERED:
+            self._forget(len(jobs))
         for job in jobs:
             job.status, job.worker = Status.RUNNING, worker
-            job.started_at, job.lease_until = now, now + lease
-            self._remember(job.id, job.queue)
+            job.started_at, job.lease_until = now, until
+            where[job.id] = job.queue
         return jobs
 
     async def _claim_from(self, queues: list[str], args: list[Any]) -> list[JobRecord]:
@@ -592,16 +599,14 @@ class RedisBroker:
             raise
         if left:
             self._offered = queues[0]
-        return [
-            _record(
-                payload,
-                attempts=attempts,
-                eta=float(eta),
-                error=_decode_error(error) if error else None,
-                token=token,
-            )
-            for payload, eta, error, attempts, token in raw
-        ]
+        jobs = []
+        for payload, eta, error, attempts, token in raw:  # the hot path: no _record()
+            job = _decode_record(payload)
+            job.eta, job.attempts, job.token = float(eta), attempts, token
+            if error:
+                job.error = _decode_error(error)
+            jobs.append(job)
+        return jobs
 
     async def _withdraw(self) -> None:
         """Stop being handed jobs, and hand back those handed over but not claimed. Best
@@ -737,10 +742,14 @@ class RedisBroker:
             return []
         ids = [o.id for o in outcomes]
         answers, unknown = await self._grouped("finish", ids, lambda i: _outcome(outcomes[i]))
+        where = self._where
+        for job_id in ids:
+            where.pop(job_id, None)  # its next claim, if any, remembers it again
+        if not unknown and not any(answers):  # the usual case: all recorded
+            return []
         left = Counter(unknown) + Counter(_text(i) for a in answers for i in a)
         refused = []
         for job_id in ids:
-            self._where.pop(job_id, None)  # its next claim, if any, remembers it again
             if left[job_id] > 0:
                 left[job_id] -= 1
                 refused.append(job_id)

@@ -155,3 +155,19 @@ async def test_running_jobs_are_indexed_in_a_skiplist(
     finally:
         raw.close()
         await broker.close()
+
+
+async def test_the_queues_of_jobs_are_remembered_within_a_bound(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker object remembers the queue of each job it saw, to reach it without a
+    search; past the bound it forgets the oldest, and finds a forgotten job by searching."""
+    monkeypatch.setattr(conveyor.brokers.redis, "_REMEMBERED", 10)
+    first = await broker.enqueue([make_job() for _ in range(8)])
+    await broker.enqueue([make_job(queue="other") for _ in range(8)])
+    claimed = await broker.claim(["other"], "w1", 8, LEASE, time.time())
+    assert len(claimed) == 8
+    assert len(broker._where) <= 10 + 8  # a batch may overshoot by its own size
+    assert first[0].id not in broker._where
+    assert (await must_get(broker, first[0].id)).queue == "default"
+    assert broker._where[first[0].id] == "default"  # remembered again
