@@ -1,7 +1,8 @@
-"""Throwaway redis-server and PostgreSQL for one benchmark run, on free loopback ports.
+"""Throwaway redis-server and PostgreSQL on free loopback ports, in temp dirs.
 
-The same approach as the test suite's ``tests/servers.py``, without pytest: never the
-machine's own services; our own servers in a temp dir, stopped at the end of the run.
+Never the machine's own services: servers of our own, which a caller may stop, kill and
+restart. The benchmark uses them as they are; the test suite through ``tests/servers.py``,
+which turns a missing binary into a skip (a failure under ``CI=true``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 
 class ServerMissing(Exception):
-    """A server binary is not installed: the rows that need it are skipped."""
+    """A server binary is not installed; the message says which and how to install it."""
 
 
 def free_port() -> int:
@@ -41,11 +42,15 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 class RedisServer:
-    """A ``redis-server`` of our own: no persistence, loopback only."""
+    """A ``redis-server`` of our own, loopback only: no persistence, or with ``durable`` an
+    append-only file synced at every write, so that a restart keeps every job. ``extra``
+    holds more command-line options."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, port: int | None = None, *, durable: bool = False) -> None:
         self.root = root
-        self.port = free_port()
+        self.port = port or free_port()
+        self.durable = durable
+        self.extra: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,17 +59,22 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start it and wait until it accepts connections."""
+        """Start it and wait until it accepts connections.
+
+        Raises:
+            ServerMissing: redis-server is not installed.
+        """
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServerMissing(
-                "redis-server is not installed (Debian: apt-get install redis-server)"
+                "redis-server is not installed (on Debian: apt-get install redis-server)"
             )
+        aof = ["yes", "--appendfsync", "always"] if self.durable else ["no"]
         self.proc = subprocess.Popen(
             [
                 binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.root), "--protected-mode", "no",
-                "--logfile", str(self.root / "redis.log"), "--maxclients", "10000",
+                "--appendonly", *aof, "--dir", str(self.root), "--protected-mode", "no",
+                "--logfile", str(self.root / "redis.log"), *self.extra,
             ],
         )  # fmt: skip
         wait_port(self.port)
@@ -75,7 +85,8 @@ class RedisServer:
         return [self.proc.pid] if self.proc is not None else []
 
     def command(self, *args: str) -> bytes:
-        """Send one command (RESP) and return the raw reply: enough for FLUSHALL and INFO."""
+        """Send one command (RESP) and return the raw reply: enough for FLUSHALL and INFO,
+        with no Redis client installed."""
         payload = f"*{len(args)}\r\n".encode()
         for arg in args:
             data = arg.encode()
@@ -88,18 +99,27 @@ class RedisServer:
         return reply
 
     def flush(self) -> None:
-        """Empty every database: each system starts on a clean server."""
+        """Empty every database."""
         self.command("FLUSHALL")
 
-    def stop(self) -> None:
-        """Stop it."""
+    def stop(self, kill: bool = False) -> None:
+        """Stop it (SIGKILL with ``kill``)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
             self.proc.wait(timeout=30)
         self.proc = None
 
+    def restart(self) -> None:
+        """Stop and start again on the same port (all data is gone unless ``durable``)."""
+        self.stop()
+        self.start()
 
-def _pg_bin(name: str) -> str | None:
+
+def pg_bin(name: str) -> str | None:
+    """A PostgreSQL program: the newest packaged version's, else the one on PATH."""
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return found[-1] if found else shutil.which(name)
 
@@ -107,8 +127,7 @@ def _pg_bin(name: str) -> str | None:
 class PostgresServer:
     """A PostgreSQL cluster of our own, made with ``initdb`` in a temp dir, trust auth.
 
-    Settings for a throwaway server, the same for every system: fsync, synchronous_commit and
-    full_page_writes off (as the test suite runs it).
+    Settings for a throwaway server: fsync, synchronous_commit and full_page_writes off.
     """
 
     def __init__(self, root: Path) -> None:
@@ -126,24 +145,37 @@ class PostgresServer:
         subprocess.run([*self._as_user, *cmd], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        """initdb and start; waits until it accepts connections."""
-        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-        if initdb is None or pg_ctl is None:
-            raise ServerMissing("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        """initdb (once) and start; waits until it accepts connections.
+
+        Raises:
+            ServerMissing: PostgreSQL's initdb or pg_ctl is not installed.
+        """
+        initdb = pg_bin("initdb")
+        if initdb is None or pg_bin("pg_ctl") is None:
+            raise ServerMissing(
+                "postgresql (initdb, pg_ctl) is not installed "
+                "(on Debian: apt-get install postgresql)"
+            )
         if os.geteuid() == 0:
             # PostgreSQL refuses to run as root: run it as the packaged `postgres` user.
             shutil.chown(self.root, "postgres", "postgres")
             self._as_user = ["runuser", "-u", "postgres", "--"]
-        self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        if not self.data.exists():
+            self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._pg_ctl("start")
+        self._started = True
+
+    def _pg_ctl(self, action: str) -> None:
+        pg_ctl = pg_bin("pg_ctl")
+        assert pg_ctl is not None
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
         self._run(
             pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"),
-            "-w", "start",
+            "-w", "-m", "fast", action,
         )  # fmt: skip
-        self._started = True
 
     @property
     def pids(self) -> list[int]:
@@ -155,9 +187,9 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """A fresh, empty database; returns its URL."""
-        psql = _pg_bin("psql")
+        psql = pg_bin("psql")
         if psql is None:
-            raise ServerMissing("psql is not installed")
+            raise ServerMissing("psql is not installed (on Debian: apt-get install postgresql)")
         for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
             subprocess.run(
                 [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.url(), "-c", sql],
@@ -167,7 +199,11 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Stop it (fast shutdown: connections are closed)."""
-        pg_ctl = _pg_bin("pg_ctl")
-        if self._started and pg_ctl is not None:
-            self._run(pg_ctl, "-D", str(self.data), "-w", "-m", "fast", "stop")
+        if self._started:
+            self._pg_ctl("stop")
             self._started = False
+
+    def restart(self) -> None:
+        """Restart on the same port; data is kept."""
+        self._pg_ctl("restart")
+        self._started = True

@@ -11,12 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import uvicorn
 
 import conveyor
 from conveyor.web import WebSettings, create_app
-from tests.servers import free_port
+from tests.servers import free_port, missing
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -33,10 +32,7 @@ def chromium() -> str:
     """Debian's chromium; skips without it on a laptop, fails under CI=true."""
     found = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
     if found is None:
-        message = "chromium is not installed (on Debian: apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs it: {message}")
-        pytest.skip(message)
+        missing("chromium is not installed (on Debian: apt-get install chromium)")
     return found
 
 
