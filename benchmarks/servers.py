@@ -13,7 +13,9 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 
 class ServerMissing(Exception):
@@ -41,10 +43,17 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
             time.sleep(0.02)
 
 
+def _raise_missing(message: str) -> NoReturn:
+    raise ServerMissing(message)
+
+
 class RedisServer:
     """A ``redis-server`` of our own, loopback only: no persistence, or with ``durable`` an
     append-only file synced at every write, so that a restart keeps every job. ``extra``
-    holds more command-line options."""
+    holds more command-line options. ``missing`` is called when the binary is not installed
+    (by default it raises ServerMissing)."""
+
+    missing: Callable[[str], NoReturn] = staticmethod(_raise_missing)
 
     def __init__(self, root: Path, port: int | None = None, *, durable: bool = False) -> None:
         self.root = root
@@ -66,9 +75,7 @@ class RedisServer:
         """
         binary = shutil.which("redis-server")
         if binary is None:
-            raise ServerMissing(
-                "redis-server is not installed (on Debian: apt-get install redis-server)"
-            )
+            self.missing("redis-server is not installed (on Debian: apt-get install redis-server)")
         aof = ["yes", "--appendfsync", "always"] if self.durable else ["no"]
         self.proc = subprocess.Popen(
             [
@@ -128,7 +135,10 @@ class PostgresServer:
     """A PostgreSQL cluster of our own, made with ``initdb`` in a temp dir, trust auth.
 
     Settings for a throwaway server: fsync, synchronous_commit and full_page_writes off.
+    ``missing`` as for :class:`RedisServer`.
     """
+
+    missing: Callable[[str], NoReturn] = staticmethod(_raise_missing)
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -152,7 +162,7 @@ class PostgresServer:
         """
         initdb = pg_bin("initdb")
         if initdb is None or pg_bin("pg_ctl") is None:
-            raise ServerMissing(
+            self.missing(
                 "postgresql (initdb, pg_ctl) is not installed "
                 "(on Debian: apt-get install postgresql)"
             )
@@ -189,7 +199,7 @@ class PostgresServer:
         """A fresh, empty database; returns its URL."""
         psql = pg_bin("psql")
         if psql is None:
-            raise ServerMissing("psql is not installed (on Debian: apt-get install postgresql)")
+            self.missing("psql is not installed (on Debian: apt-get install postgresql)")
         for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
             subprocess.run(
                 [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.url(), "-c", sql],

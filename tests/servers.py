@@ -18,7 +18,7 @@ from typing import NoReturn
 import pytest
 
 from benchmarks import servers
-from benchmarks.servers import ServerMissing, free_port
+from benchmarks.servers import free_port
 
 __all__ = ["PostgresServer", "RedisCluster", "RedisServer", "free_port", "missing", "temp_root"]
 
@@ -31,25 +31,17 @@ def missing(message: str) -> NoReturn:
 
 
 class RedisServer(servers.RedisServer):
-    """A redis-server of the test session's own (see :class:`benchmarks.servers.RedisServer`)."""
+    """A redis-server of the test session's own (see :class:`benchmarks.servers.RedisServer`):
+    without the binary, its tests skip (fail under CI)."""
 
-    def start(self) -> None:
-        """Start it; skip (or fail under CI) when redis-server is not installed."""
-        try:
-            super().start()
-        except ServerMissing as exc:
-            missing(str(exc))
+    missing = staticmethod(missing)
 
 
 class PostgresServer(servers.PostgresServer):
-    """A PostgreSQL of the test session's own (see :class:`benchmarks.servers.PostgresServer`)."""
+    """A PostgreSQL of the test session's own (see :class:`benchmarks.servers.PostgresServer`):
+    without the binaries, its tests skip (fail under CI)."""
 
-    def start(self) -> None:
-        """Start it; skip (or fail under CI) when PostgreSQL is not installed."""
-        try:
-            super().start()
-        except ServerMissing as exc:
-            missing(str(exc))
+    missing = staticmethod(missing)
 
 
 class RedisCluster:

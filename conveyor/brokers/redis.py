@@ -435,14 +435,15 @@ class RedisBroker:
         return sorted(_text(m) for m in members)
 
     def _remember(self, job_id: str, queue: str) -> None:
-        if len(self._where) >= _REMEMBERED:
-            self._forget(1)
+        self._make_room(1)
         self._where[job_id] = queue
 
-    def _forget(self, room: int) -> None:
-        """Forget the oldest half of the remembered ids, or more to make ``room``."""
-        for old in list(self._where)[: max(_REMEMBERED // 2, room)]:
-            del self._where[old]
+    def _make_room(self, n: int) -> None:
+        """Before remembering ``n`` more ids past the bound, forget the oldest half (or
+        ``n``, if more)."""
+        if len(self._where) + n > _REMEMBERED:
+            for old in list(self._where)[: max(_REMEMBERED // 2, n)]:
+                del self._where[old]
 
     async def _locate(self, ids: Iterable[str]) -> dict[str, str]:
         """The queue of each of ``ids`` that exists (remembered, else searched for)."""
@@ -573,9 +574,8 @@ class RedisBroker:
     def _claimed(
         self, jobs: list[JobRecord], worker: str, now: float, lease: float
     ) -> list[JobRecord]:
+        self._make_room(len(jobs))
         where, until = self._where, now + lease
-        if len(where) + len(jobs) > _REMEMBERED:
-            self._forget(len(jobs))
         for job in jobs:
             job.status, job.worker = Status.RUNNING, worker
             job.started_at, job.lease_until = now, until
