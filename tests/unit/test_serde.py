@@ -120,3 +120,27 @@ def test_encode_result_error_names_the_task(value: Any) -> None:
         serde.encode_result("images.resize", value)
     assert "images.resize" in str(info.value)
     assert type(value).__qualname__ in str(info.value)
+
+
+def test_plain_values_are_checked_without_naming_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid arguments and results pass the quick check alone: the walk that names a bad
+    value's path (a string per element) runs only when some value is bad."""
+
+    def never(value: Any, path: str) -> str | None:
+        raise AssertionError(f"path walk ran for plain {path}")
+
+    class Label(enum.StrEnum):
+        """A str enum: encoded as its str value, so it is plain."""
+
+        A = "a"
+
+    args = [list(range(1000)), {"n": [1.5, True, None, "s", {"deep": [()]}]}, Label.A, 2**70]
+    kwargs = {"pair": (1, "b"), "empty": {}}
+    real = serde._find_bad
+    monkeypatch.setattr(serde, "_find_bad", never)
+    data = serde.encode_payload("t.ok", args, kwargs)
+    assert serde.decode(serde.encode_result("t.ok", args)) == serde.decode(data)[0]
+    monkeypatch.setattr(serde, "_find_bad", real)
+    bad = [[], {"n": [1.5, True, None, "s", {"deep": [(), math.nan]}]}]
+    with pytest.raises(SerializationError, match=r"args\[1\]\['n'\]\[4\]\['deep'\]\[1\]"):
+        serde.encode_payload("t.bad", bad, {})
