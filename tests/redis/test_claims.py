@@ -157,6 +157,35 @@ async def test_running_jobs_are_indexed_in_a_skiplist(
         await broker.close()
 
 
+@pytest.mark.parametrize("queues", [["default"], ["default", "other"]])
+async def test_a_priority_is_unlisted_by_the_claim_that_takes_its_last_job(
+    redis_server: RedisServer, redis_url: str, queues: list[str]
+) -> None:
+    """Taking fewer than a priority's queued jobs keeps it listed; taking exactly the last,
+    or asking for more than wait, unlists it. (Two queues take the path that merges by eta.)"""
+    broker = from_url(redis_url)
+    prefix = redis_url.rsplit("prefix=", 1)[1]
+    raw = redis.Redis(port=redis_server.port)
+    prios = f"{{{prefix}:default}}:prios"
+    try:
+        high = await broker.enqueue([make_job(priority=5) for _ in range(3)])
+        low = await broker.enqueue([make_job(priority=1) for _ in range(2)])
+        now = time.time()
+        taken = await broker.claim(queues, "w1", 2, LEASE, now)
+        assert [j.id for j in taken] == [j.id for j in high[:2]]
+        assert raw.zrange(prios, 0, -1) == [b"5", b"1"]
+        taken = await broker.claim(queues, "w1", 1, LEASE, now)
+        assert [j.id for j in taken] == [high[2].id]
+        assert raw.zrange(prios, 0, -1) == [b"1"]
+        taken = await broker.claim(queues, "w1", 5, LEASE, now)
+        assert [j.id for j in taken] == [j.id for j in low]
+        assert raw.zrange(prios, 0, -1) == []
+        assert await broker.claim(queues, "w1", 5, LEASE, now) == []
+    finally:
+        raw.close()
+        await broker.close()
+
+
 async def test_the_queues_of_jobs_are_remembered_within_a_bound(
     broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

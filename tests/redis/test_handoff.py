@@ -112,13 +112,16 @@ async def test_handed_jobs_beyond_a_claims_limit_wait_for_the_next_claim(
 
 
 async def test_a_paused_queue_hands_nothing(pair: tuple[RedisBroker, RedisBroker]) -> None:
+    """Nor is a new job handed ahead of jobs queued meanwhile, once the queue resumes."""
     worker, producer = pair
     await idle(worker, slots=2)
     await producer.set_paused("default", True)
     (job,) = await producer.enqueue([make_job()])
     assert job.status is Status.QUEUED
     await producer.set_paused("default", False)
-    assert [j.id for j in await claim(worker, limit=2)] == [job.id]
+    later = await producer.enqueue([make_job(), make_job()])
+    assert [j.status for j in later] == [Status.QUEUED, Status.QUEUED]
+    assert [j.id for j in await claim(worker, limit=2)] == [job.id, later[0].id]
 
 
 async def test_scheduled_jobs_are_not_handed(pair: tuple[RedisBroker, RedisBroker]) -> None:

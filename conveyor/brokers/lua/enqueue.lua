@@ -28,8 +28,10 @@ local function idle_worker()
   end
 end
 
+-- Not while queued jobs wait (Q:prios): they come first. Handing stops at the first due job
+-- not handed, and only such a job queues one, so this holds for the whole batch.
 local handing = redis.call('EXISTS', q .. ':idle') == 1
-  and redis.call('EXISTS', q .. ':paused') == 0
+  and redis.call('EXISTS', q .. ':paused', q .. ':prios') == 0
 if handing then  -- a due scheduled job comes first: leave it to a claim
   local head = redis.call('ZRANGE', q .. ':sched', 0, 0, 'WITHSCORES')
   handing = not (head[2] and tonumber(head[2]) <= now)
@@ -51,7 +53,7 @@ for _, new in ipairs(cmsgpack.unpack(ARGV[3])) do
   else
     if key then redis.call('HSET', keys, key, j) end
     local w, lease = nil, nil
-    if handing and tonumber(new[4]) <= now and redis.call('EXISTS', q .. ':prios') == 0 then
+    if handing and tonumber(new[4]) <= now then
       w, lease = idle_worker()
       handing = w ~= nil
     end

@@ -46,11 +46,13 @@ end
 -- its first job on, which keeps it a skiplist: as a listpack (fewer than 128 members, the
 -- usual number of running jobs) each new lease, later than all others, is inserted after
 -- parsing the score of every member before it: 600 µs for 25 jobs joining 100 against 20.
--- Readers skip the pin by asking for scores below +inf.
+-- Readers skip the pin by asking for scores below +inf. It goes in every ZADD, first: one
+-- call in place of an EXISTS, and Redis 6 picks a new set's encoding by its first member.
 local function run_add(q, leases)
   local key = q .. ':run'
-  if redis.call('EXISTS', key) == 0 then redis.call('ZADD', key, '+inf', RUN_PIN) end
-  variadic('ZADD', key, leases)
+  for i = 1, #leases, 1000 do
+    redis.call('ZADD', key, '+inf', RUN_PIN, unpack(leases, i, math.min(i + 999, #leases)))
+  end
 end
 
 -- A job as Python reads it: {its state hash, its immutable fields}.
