@@ -246,6 +246,20 @@ def delay_stats(delays: list[float]) -> dict[str, float]:
     }
 
 
+def another_trial(trials: list[dict[str, Any]], most: int, budget: float) -> bool:
+    """Whether a workload of a system gets one more trial: it has had fewer than ``most``,
+    the last one completed, and the time of those so far plus one more as long as the last
+    (``trial_s`` each) stays within ``budget`` seconds. The fast systems, whose figures a
+    hiccup of the machine moves most, get several trials; the slowest get one."""
+    if not trials:
+        return True
+    last = trials[-1]
+    if len(trials) >= most or "error" in last or not last.get("complete"):
+        return False
+    spent: float = sum(t.get("trial_s", 0.0) for t in trials)
+    return spent + float(last.get("trial_s", 0.0)) <= budget
+
+
 def combine(workload: str, trials: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from the trials of a workload, all complete: for a batch, the median
     trial by throughput (the lower middle one of an even number), so that its other figures

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +57,10 @@ class Plan:
     concurrency: int = 50
     sleep: float = 0.01
     workloads: tuple[str, ...] = WORKLOADS
-    # Each workload runs up to `trials` times, as long as the next trial would end within
-    # `trial_budget` seconds of the first one's start: the fast systems, whose figures a
-    # hiccup of the machine moves most, get several; the slowest get one.
+    # The run goes over every system `trials` times (rounds); in each round a system starts
+    # afresh and runs one trial of each workload that gets another (harness.another_trial:
+    # while the trials stay within `trial_budget` seconds). A slow spell of the shared machine
+    # then falls on every system alike instead of on whichever ran at that moment.
     trials: int = 3
     trial_budget: float = 30.0
 
@@ -172,60 +173,45 @@ def settings_for(spec: Spec, plan: Plan, servers: Servers, tmp: Path) -> Setting
     return settings
 
 
-def run_workload(target: harness.Target, plan: Plan, workload: str) -> dict[str, Any]:
-    """Run the trials of one workload on a system whose workers are up (see Plan)."""
-    print(f"  {workload} ...", end=" ", flush=True)
-    trials: list[dict[str, Any]] = []
-    began = time.monotonic()
-    while True:
-        start = time.monotonic()
-        out = run_trial(target, plan, workload)
-        trials.append(out)
-        now = time.monotonic()
-        if (
-            len(trials) >= plan.trials
-            or "error" in out
-            or not out.get("complete")
-            or now + (now - start) > began + plan.trial_budget
-        ):
-            break
-        time.sleep(0.5)
-    out = harness.combine(workload, trials)
-    print(summary(workload, out), flush=True)
-    return out
-
-
 def run_trial(target: harness.Target, plan: Plan, workload: str) -> dict[str, Any]:
-    """Run one workload once."""
+    """Run one workload once; ``trial_s`` is how long it took."""
+    began = time.monotonic()
+    out: dict[str, Any]
     try:
         if workload == "drain":
-            return harness.batch(target, "noop", plan.drain_jobs, max(60.0, plan.drain_jobs / 100))
-        if workload == "io":
+            out = harness.batch(target, "noop", plan.drain_jobs, max(60.0, plan.drain_jobs / 100))
+        elif workload == "io":
             out = harness.batch(target, "sleep", plan.io_jobs, max(60.0, plan.io_jobs / 20))
-            return out | {"ideal_per_s": target.slots / plan.sleep}
-        return harness.latency(target, plan.latency_jobs, plan.latency_interval, 30.0)
+            out |= {"ideal_per_s": target.slots / plan.sleep}
+        else:
+            out = harness.latency(target, plan.latency_jobs, plan.latency_interval, 30.0)
     except harness.BenchError as exc:
-        return {"error": str(exc)}
+        out = {"error": str(exc)}
+    return out | {"trial_s": time.monotonic() - began}
 
 
-def summary(workload: str, out: dict[str, Any]) -> str:
-    """One line of progress."""
+def trial_summary(workload: str, out: dict[str, Any]) -> str:
+    """One line of progress for one trial."""
     if "error" in out:
         return f"error: {out['error']}"
     if not out.get("complete"):
         return f"timeout: {out.get('done', 0)}/{out['jobs']} done"
-    n = out.get("trials", 1)
     if workload == "latency":
-        text = f"p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms"
-        if n > 1:
+        return f"p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms"
+    rate, cpu = out.get("jobs_per_s"), out.get("cpu_us_per_job")
+    return f"{rate or 0:,.0f} jobs/s, {cpu or 0:,.0f} µs CPU/job, {out['blocked_slots']} blocked"
+
+
+def summary(workload: str, out: dict[str, Any]) -> str:
+    """One line of results for the trials of a workload combined (see harness.combine)."""
+    text, n = trial_summary(workload, out), out.get("trials", 1)
+    if n > 1 and "error" not in out and out.get("complete"):
+        if workload == "latency":
             each = ", ".join(f"{p:.2f}" for p in out["trial_p99_ms"])
             text += f" (the jobs of {n} trials; p99 of each: {each})"
-        return text
-    rate, cpu = out.get("jobs_per_s"), out.get("cpu_us_per_job")
-    text = f"{rate or 0:,.0f} jobs/s, {cpu or 0:,.0f} µs CPU/job, {out['blocked_slots']} blocked"
-    if n > 1:
-        each = ", ".join(f"{r or 0:,.0f}" for r in out["trial_jobs_per_s"])
-        text += f" (median of {n} trials: {each})"
+        else:
+            each = ", ".join(f"{r or 0:,.0f}" for r in out["trial_jobs_per_s"])
+            text += f" (median of {n} trials: {each})"
     return text
 
 
@@ -272,30 +258,76 @@ def session(
         procs.terminate([p[0] for p in started_procs if procs.alive(p)], 10)
 
 
-def run_system(spec: Spec, plan: Plan, servers: Servers, tmp: Path) -> dict[str, Any]:
-    """Run the workloads on one system; after a time-out, go on with a fresh broker."""
-    result: dict[str, Any] = {"name": spec.name, "backend": spec.backend, "peer": spec.peer}
+@dataclass
+class Run:
+    """One system over the rounds: its result row and the trials of each workload so far."""
+
+    spec: Spec
+    result: dict[str, Any]
+    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def pending(self, plan: Plan) -> list[str]:
+        """The workloads that get a trial in the next round."""
+        if "skipped" in self.result or "error" in self.result:
+            return []
+        return [
+            w
+            for w in plan.workloads
+            if harness.another_trial(self.trials[w], plan.trials, plan.trial_budget)
+        ]
+
+
+def new_run(spec: Spec, plan: Plan) -> Run:
+    """A system before its first round (skipped at once if Conveyor lacks its broker)."""
+    run = Run(spec, {"name": spec.name, "backend": spec.backend, "peer": spec.peer})
+    run.trials = {w: [] for w in plan.workloads}
     why = conveyor_missing(spec)
     if why:
-        result["skipped"] = why
+        run.result["skipped"] = why
         print(f"{spec.name}: skipped: {why}")
-        return result
-    print(f"{spec.name}:", flush=True)
-    (BENCH / "logs" / f"{spec.name}.log").write_bytes(b"")
-    pending = list(plan.workloads)
+    else:
+        (BENCH / "logs" / f"{spec.name}.log").write_bytes(b"")
+    return run
+
+
+def run_round(run: Run, plan: Plan, servers: Servers, tmp: Path, round_no: int) -> None:
+    """One round of one system: a fresh broker and workers, then one trial of each workload
+    that gets another; after a time-out, the rest go on with a fresh broker."""
+    pending = run.pending(plan)
+    if not pending:
+        return
+    spec = run.spec
+    print(f"{spec.name} (round {round_no} of {plan.trials}):", flush=True)
     try:
         while pending:
-            with session(spec, plan, servers, tmp, result) as target:
+            with session(spec, plan, servers, tmp, run.result) as target:
                 while pending:
                     workload = pending.pop(0)
-                    result[workload] = out = run_workload(target, plan, workload)
+                    print(f"  {workload} ...", end=" ", flush=True)
+                    out = run_trial(target, plan, workload)
+                    run.trials[workload].append(out)
+                    print(trial_summary(workload, out), flush=True)
                     if pending and not out.get("complete"):
                         print("  (jobs are left in the queue: restarting on an empty one)")
                         break
                     time.sleep(0.5)
     except (harness.BenchError, ServerMissing, subprocess.SubprocessError, OSError) as exc:
-        result["error"] = str(exc)
         print(f"  error: {exc}", flush=True)
+        # No more rounds for it; the trials of the rounds before still count.
+        run.result["error"] = f"round {round_no}: {exc}" if round_no > 1 else str(exc)
+
+
+def finish_run(run: Run, plan: Plan) -> dict[str, Any]:
+    """The result row: each workload's trials combined into its one figure."""
+    result = run.result
+    if not any(run.trials.values()):
+        return result
+    print(f"{run.spec.name}:", flush=True)
+    for workload in plan.workloads:
+        trials = run.trials[workload]
+        if trials:
+            result[workload] = out = harness.combine(workload, trials)
+            print(f"  {workload}: {summary(workload, out)}", flush=True)
     return result
 
 
@@ -347,7 +379,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--jobs", type=int, help="jobs in the drain (default 20,000)")
     parser.add_argument(
-        "--trials", type=int, help="most trials per workload (default 3, within 30 s)"
+        "--trials",
+        type=int,
+        help="rounds over the systems, the most trials per workload "
+        "(default 3, within 30 s per workload)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
     parser.add_argument(
@@ -388,10 +423,11 @@ def legend(plan: Plan, load_before: float, load_after: float, seconds: float) ->
         f"{plan.latency_interval * 1000:.0f} ms apart to idle workers, enqueue to start. I/O: "
         f"{plan.io_jobs:,} jobs sleeping {ms:.0f} ms, timed like the drain; % of the ideal, "
         f"slots / {ms:.0f} ms. CPU: user + system time per job during the drain, of the worker "
-        f"processes and of the broker's server. Each workload ran up to {plan.trials} times "
-        f"while the next trial would end within {plan.trial_budget:.0f} s of the first's start: "
-        "drain and I/O show the median trial (the lower middle one of two), latency the jobs "
-        f"of every trial together. {os.cpu_count()} cores; load average "
+        f"processes and of the broker's server. The run went over the systems {plan.trials} "
+        "times, each starting afresh and running one trial of each workload, as long as its "
+        f"trials stayed within {plan.trial_budget:.0f} s: drain and I/O show the median trial "
+        "(the lower middle one of two), latency the jobs of every trial together. "
+        f"{os.cpu_count()} cores; load average "
         f"{load_before:.1f} before, {load_after:.1f} after; {seconds:.0f} s."
     )
 
@@ -415,8 +451,12 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     try:
         with servers_for(specs, tmp) as servers:
-            for spec in specs:
-                results.append(run_system(spec, plan, servers, tmp))
+            runs = [new_run(spec, plan) for spec in specs]
+            for round_no in range(1, plan.trials + 1):
+                for run in runs:
+                    run_round(run, plan, servers, tmp, round_no)
+            print()
+            results = [finish_run(run, plan) for run in runs]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = os.getloadavg()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.harness import combine, delay_stats
+from benchmarks.harness import another_trial, combine, delay_stats
 
 
 def batch(rate: float, cpu: float = 40.0) -> dict[str, Any]:
@@ -51,3 +51,18 @@ def test_latency_pools_the_jobs_of_every_trial() -> None:
 def test_delay_stats_need_two_delays() -> None:
     assert delay_stats([1.0]) == {}
     assert delay_stats([1.0, 3.0])["p50_ms"] == 2.0
+
+
+def test_a_workload_gets_trials_while_they_fit_the_budget() -> None:
+    assert another_trial([], most=3, budget=30.0)
+    assert another_trial([batch(100) | {"trial_s": 9.0}], most=3, budget=30.0)
+    two = [batch(100) | {"trial_s": 9.0}, batch(100) | {"trial_s": 12.0}]
+    assert not another_trial(two, most=3, budget=30.0)  # 21 s + another 12 s is over
+    assert another_trial(two, most=3, budget=33.0)
+    assert not another_trial([batch(100) | {"trial_s": 1.0}] * 3, most=3, budget=30.0)
+
+
+def test_no_trial_follows_a_failed_or_incomplete_one() -> None:
+    assert not another_trial([{"error": "the workers exited", "trial_s": 1.0}], 3, 30.0)
+    incomplete = {"jobs": 100, "done": 40, "complete": False, "trial_s": 1.0}
+    assert not another_trial([incomplete], 3, 30.0)
