@@ -285,8 +285,11 @@ class Worker:
             self._idle = None
 
     def _end_idle_wait(self) -> None:
-        if self._idle is not None:
-            self._idle.reschedule(asyncio.get_running_loop().time())
+        # A second stop() or kill() (SIGINT then SIGTERM) may come once the wait's timer has
+        # fired but before the wait unwinds: it is ending already, and may not be rescheduled.
+        idle = self._idle
+        if idle is not None and not idle.expired():
+            idle.reschedule(asyncio.get_running_loop().time())
 
     async def _claim(self, tg: asyncio.TaskGroup, free: int, *, split: bool) -> int:
         """Claim up to ``free`` jobs and start them; returns how many came."""

@@ -149,6 +149,26 @@ async def test_kill_during_a_graceful_stop(
     assert (await record_of(app, job.id)).status is Status.QUEUED
 
 
+@pytest.mark.parametrize("second", ["stop", "kill"])
+async def test_a_second_signal_while_an_idle_wait_ends(app: conveyor.Conveyor, second: str) -> None:
+    """SIGINT then SIGTERM, or Ctrl-C twice, to an idle worker: the second call may come
+    after the first has ended the wait but before the wait has unwound. It must not raise
+    (in a signal handler, that is a traceback in the log); the worker stops cleanly."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        worker = conveyor.Worker(app, poll=WAIT * 10)
+        run = asyncio.create_task(worker.run())
+        await eventually(lambda: worker._idle is not None, what="the idle wait")
+        worker.stop()  # ends the idle wait when its timer fires, in the next turn
+        loop.call_later(0, getattr(worker, second))  # a timer due just after that one
+        assert await asyncio.wait_for(run, WAIT) == 0
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []
+
+
 async def test_stop_before_run_is_honoured(app: conveyor.Conveyor) -> None:
     """stop() called before run() gets going (a SIGTERM at start-up) still stops the worker."""
 
