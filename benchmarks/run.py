@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -264,7 +264,7 @@ class Run:
 
     spec: Spec
     result: dict[str, Any]
-    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    trials: dict[str, list[dict[str, Any]]]
 
     def pending(self, plan: Plan) -> list[str]:
         """The workloads that get a trial in the next round."""
@@ -279,8 +279,8 @@ class Run:
 
 def new_run(spec: Spec, plan: Plan) -> Run:
     """A system before its first round (skipped at once if Conveyor lacks its broker)."""
-    run = Run(spec, {"name": spec.name, "backend": spec.backend, "peer": spec.peer})
-    run.trials = {w: [] for w in plan.workloads}
+    result = {"name": spec.name, "backend": spec.backend, "peer": spec.peer}
+    run = Run(spec, result, {w: [] for w in plan.workloads})
     why = conveyor_missing(spec)
     if why:
         run.result["skipped"] = why
