@@ -68,7 +68,8 @@ def cell(result: Result, column: Column, reference: Result | None) -> str:
         return "skipped"
     work = result.get(column.workload)
     if work is None:
-        return "error" if result.get("error") else "-"
+        asked = column.workload in result.get("workloads", (column.workload,))
+        return "error" if result.get("error") and asked else "-"
     if "error" in work:
         return "error"
     value = figure(result, column, partial=True)

@@ -279,7 +279,12 @@ class Run:
 
 def new_run(spec: Spec, plan: Plan) -> Run:
     """A system before its first round (skipped at once if Conveyor lacks its broker)."""
-    result = {"name": spec.name, "backend": spec.backend, "peer": spec.peer}
+    result = {
+        "name": spec.name,
+        "backend": spec.backend,
+        "peer": spec.peer,
+        "workloads": list(plan.workloads),  # a failure leaves the others' cells "-", not "error"
+    }
     run = Run(spec, result, {w: [] for w in plan.workloads})
     why = conveyor_missing(spec)
     if why:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.harness import another_trial, combine, delay_stats
+from benchmarks.report import COLUMNS, cell
 
 
 def batch(rate: float, cpu: float = 40.0) -> dict[str, Any]:
@@ -66,3 +67,14 @@ def test_no_trial_follows_a_failed_or_incomplete_one() -> None:
     assert not another_trial([{"error": "the workers exited", "trial_s": 1.0}], 3, 30.0)
     incomplete = {"jobs": 100, "done": 40, "complete": False, "trial_s": 1.0}
     assert not another_trial([incomplete], 3, 30.0)
+
+
+def test_a_failed_system_shows_error_only_in_the_workloads_asked_for() -> None:
+    failed: dict[str, Any] = {"name": "x", "error": "round 2: boom", "workloads": ["latency"]}
+    failed["latency"] = combine("latency", [{"error": "the workers exited"}])
+    cells = {c.workload: cell(failed, c, None) for c in COLUMNS}
+    assert cells == {"drain": "-", "latency": "error", "io": "-"}
+    del failed["latency"]  # it failed before its first trial ended
+    assert cell(failed, COLUMNS[2], None) == "error"
+    del failed["workloads"]  # a results file from before the field: every workload was asked
+    assert {cell(failed, c, None) for c in COLUMNS} == {"error"}
