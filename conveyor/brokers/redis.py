@@ -43,6 +43,7 @@ from conveyor.brokers.base import (
     Retention,
     WorkerInfo,
 )
+from conveyor.brokers.deadlines import Deadlines
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, ErrorInfo, JobRecord, Status
 
@@ -248,13 +249,6 @@ async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
     return list(await asyncio.gather(*calls))
 
 
-async def _timed(command: Awaitable[T]) -> T:
-    """``command``, or TimeoutError (an outage) when Redis has not answered in time; the
-    connection is then dropped by redis-py, not reused with the reply still to come."""
-    async with asyncio.timeout(_COMMAND_TIMEOUT):
-        return await command
-
-
 def _guarded(
     method: Callable[P, Coroutine[Any, Any, T]],
 ) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -297,6 +291,7 @@ class RedisBroker:
         # On a single server, a few connections of each client are used directly, one call
         # at a time each, past redis-py's pool, retry and metrics layers: a quarter off a
         # round trip, and redis-py's packing and pool bookkeeping off the worker's CPU.
+        self._deadlines = Deadlines(_COMMAND_TIMEOUT)  # bounds every call but BLPOP's wait
         self._lanes: list[Any] = []  # every lane made
         self._free_lanes: list[Any] = []  # those not in use
         self._block_lane: Any = None
@@ -320,7 +315,7 @@ class RedisBroker:
     @_guarded
     async def connect(self) -> None:
         """Connect (detecting a cluster) and check that Redis answers."""
-        await _timed((await self._conn()).ping())
+        await self._deadlines.run((await self._conn()).ping())
 
     async def close(self) -> None:
         """Close the connections; a later operation connects again. Jobs handed to this
@@ -346,7 +341,7 @@ class RedisBroker:
         options: dict[str, Any] = {
             "socket_connect_timeout": 5.0,
             # No socket timeout: redis-py would send every command from a task of its own
-            # (asyncio.wait_for), a turn of the loop late. _timed() bounds each call instead,
+            # (asyncio.wait_for), a turn of the loop late. _deadlines bounds each call instead,
             # and a blocked BLPOP is bounded by its wait.
             "socket_timeout": None,
             "retry": Retry(NoBackoff(), 0)
@@ -397,16 +392,16 @@ class RedisBroker:
         lane = self._take_lane(client)
         if lane is not None:
             try:
-                return await _timed(_eval_on(lane, script, len(keys), argv))
+                return await self._deadlines.run(_eval_on(lane, script, len(keys), argv))
             except rexc.ConnectionError:
                 pass  # redis-py dropped the connection: the pool's retries take over below
             finally:
                 if lane in self._lanes:  # not closed meanwhile
                     self._free_lanes.append(lane)
         try:
-            return await _timed(client.evalsha(script.sha, len(keys), *argv))
+            return await self._deadlines.run(client.evalsha(script.sha, len(keys), *argv))
         except rexc.NoScriptError:  # a restarted server has no script cache
-            return await _timed(client.eval(script.text, len(keys), *argv))
+            return await self._deadlines.run(client.eval(script.text, len(keys), *argv))
 
     def _take_lane(self, client: Any) -> Any:
         """A free lane (made if fewer than _LANES exist), or None: on a cluster, or when all
@@ -431,7 +426,7 @@ class RedisBroker:
 
     async def _queues(self) -> list[str]:
         """Every queue that has had a job (or a pause), sorted."""
-        members = await _timed((await self._conn()).smembers(self._k_queues))
+        members = await self._deadlines.run((await self._conn()).smembers(self._k_queues))
         return sorted(_text(m) for m in members)
 
     def _remember(self, job_id: str, queue: str) -> None:
@@ -510,7 +505,7 @@ class RedisBroker:
             batch = [_enqueued(jobs[i]) for i in indexes]
             calls.append(self._eval("enqueue", keys, [now, queue, _pack(batch)]))
         if self._cluster:
-            calls.append(_timed(self._client.sadd(self._k_queues, *groups)))
+            calls.append(self._deadlines.run(self._client.sadd(self._k_queues, *groups)))
         answers = await _all(calls)
         stored: list[JobRecord] = list(jobs)
         for indexes, answer in zip(groups.values(), answers, strict=False):
@@ -810,7 +805,7 @@ class RedisBroker:
     @_guarded
     async def workers(self, now: float, ttl: float) -> builtins.list[WorkerInfo]:
         """Workers whose last heartbeat is under ``ttl`` seconds old."""
-        reports = await _timed((await self._conn()).hgetall(self._k_workers))
+        reports = await self._deadlines.run((await self._conn()).hgetall(self._k_workers))
         found = [_decode_worker(r) for r in reports.values()]
         return sorted((w for w in found if w.seen_at > now - ttl), key=lambda w: w.id)
 
@@ -825,7 +820,7 @@ class RedisBroker:
         if self._cluster:
             await asyncio.gather(
                 self._eval("pause", [tag], [flag, queue]),
-                _timed(self._client.sadd(self._k_queues, queue)),
+                self._deadlines.run(self._client.sadd(self._k_queues, queue)),
             )
         else:
             await self._eval("pause", [tag, self._k_queues], [flag, queue])
@@ -835,7 +830,7 @@ class RedisBroker:
         """The paused queues, sorted."""
         queues = await self._queues()
         flags = await asyncio.gather(
-            *(_timed(self._client.exists(f"{self._tag(q)}:paused")) for q in queues)
+            *(self._deadlines.run(self._client.exists(f"{self._tag(q)}:paused")) for q in queues)
         )
         return [q for q, flag in zip(queues, flags, strict=True) if flag]
 

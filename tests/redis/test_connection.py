@@ -190,3 +190,30 @@ async def test_concurrent_calls_beyond_the_lanes_take_the_pool(broker: RedisBrok
         assert [f.queue if f else None for f in found] == [j.queue for j in jobs]
     assert 1 <= len(broker._lanes) <= 3
     assert sorted(map(id, broker._free_lanes)) == sorted(map(id, broker._lanes))
+
+
+async def test_a_redis_that_does_not_answer_is_unavailable_not_a_hang(
+    durable_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that Redis leaves unanswered past the command time limit fails as
+    BrokerUnavailable (an outage, which a worker waits out) instead of hanging; its
+    connection is dropped, so the next call gets its own answer, not the late one."""
+    monkeypatch.setattr("conveyor.brokers.redis._COMMAND_TIMEOUT", 0.3)
+    broker = from_url(durable_redis.url)
+    admin = redis.Redis(port=durable_redis.port)
+    try:
+        (first,) = await broker.enqueue([make_job(queue="before")])
+        admin.client_pause(60_000, all=False)  # WRITE: scripts wait, unanswered
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match=r"TimeoutError: no answer in 0\.3s"):
+            await broker.enqueue([make_job(queue="paused")])
+        assert time.monotonic() - started < 10
+        admin.client_unpause()
+        job = make_job(queue="after")
+        (again,) = await broker.enqueue([job])
+        assert (again.id, again.queue) == (job.id, "after")
+        assert (await must_get(broker, first.id)).queue == "before"
+    finally:
+        admin.client_unpause()
+        admin.close()
+        await broker.close()
