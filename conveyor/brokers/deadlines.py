@@ -35,8 +35,9 @@ class Deadlines:
         self._due = 0.0  # when the timer fires
         self._last = 0
 
-    async def run(self, call: Awaitable[T]) -> T:
-        """Await ``call``; raise ``TimeoutError`` once it has run for ``seconds``."""
+    async def run(self, call: Awaitable[T], seconds: float | None = None) -> T:
+        """Await ``call``; raise ``TimeoutError`` once it has run for ``seconds`` (by
+        default the object's)."""
         task = asyncio.current_task()
         if task is None:  # not in a task: there is nothing to cancel
             return await call
@@ -44,10 +45,11 @@ class Deadlines:
         if loop is not self._loop:
             self._loop, self._calls, self._timer = loop, {}, None
         self._last = number = self._last + 1
-        limit = loop.time() + self.seconds
+        seconds = self.seconds if seconds is None else seconds
+        limit = loop.time() + seconds
         expired: list[bool] = []
         self._calls[number] = (limit, task, expired)
-        if self._timer is None or limit < self._due:  # (``seconds`` was made shorter)
+        if self._timer is None or limit < self._due:
             self._arm(loop, limit)
         cancelling = task.cancelling()
         try:
@@ -55,7 +57,7 @@ class Deadlines:
         except asyncio.CancelledError as exc:
             # Ours unless another cancel came meanwhile: that one must stay a cancel.
             if expired and task.uncancel() <= cancelling:
-                raise TimeoutError(f"no answer in {self.seconds:g}s") from exc
+                raise TimeoutError(f"no answer in {seconds:g}s") from exc
             raise
         finally:
             self._calls.pop(number, None)

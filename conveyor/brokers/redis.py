@@ -682,12 +682,12 @@ class RedisBroker:
         if len(groups) == 1:  # in this task: a task of its own would cost a turn of the loop
             if self._block_lane is None and not self._cluster:
                 self._block_lane = self._blocker.connection_pool.make_connection()
+            if self._block_lane is not None:
+                pop = _command(self._block_lane, "BLPOP", *groups[0], server)
+            else:
+                pop = self._blocker.blpop(groups[0], timeout=server)
             try:
-                async with asyncio.timeout(local):
-                    if self._block_lane is not None:
-                        popped = await _command(self._block_lane, "BLPOP", *groups[0], server)
-                    else:
-                        popped = await self._blocker.blpop(groups[0], timeout=server)
+                popped = await self._deadlines.run(pop, local)
             except TimeoutError:
                 return
             if popped is not None and _text(popped[0]) == inbox:
