@@ -10,6 +10,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -168,7 +169,11 @@ def cmd_worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
         burst=args.burst,
         grace=args.grace,
     )
-    return run_worker(worker)
+    code = run_worker(worker)
+    # Stopped, and about to exit: a SIGTERM from now on (the second of a pair, an init
+    # system's) would end the interpreter's teardown as killed, exit 143, not with ``code``.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return code
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:

@@ -53,6 +53,17 @@ TASKS = textwrap.dedent(
     @app.task
     def boom(message: str) -> None:
         raise ValueError(message)
+
+
+    if os.environ.get("SIGTERM_AT_EXIT"):
+        import atexit
+        import signal
+
+        @atexit.register
+        def sigterm_at_exit() -> None:
+            """What a SIGTERM would do during the rest of the interpreter's teardown."""
+            ignored = signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+            (MARKS / "sigterm-at-exit").write_text("ignored" if ignored else "not ignored")
     '''
 )
 

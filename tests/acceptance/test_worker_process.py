@@ -48,6 +48,20 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(env: Env) ->
     assert "waiting up to" in env.log()
 
 
+def test_a_sigterm_during_the_exit_after_a_stop_is_ignored(env: Env) -> None:
+    """A second SIGTERM (of a pair sent by a script, or an init system's) that comes once the
+    worker has stopped, while the interpreter tears down, must not turn exit 0 into 143
+    (killed). Python leaves an ignored signal ignored to the end of its teardown, where
+    asyncio's handlers are gone and the default one would kill it."""
+    env.env["SIGTERM_AT_EXIT"] = "1"
+    worker = env.worker()
+    env.enqueue("acc_tasks.add", "--args", "[1, 2]")
+    eventually(lambda: "succeeded" in env.log(), what="the worker to run a job")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert (env.marks / "sigterm-at-exit").read_text() == "ignored"
+
+
 def test_grace_exceeded_hands_the_job_back_without_counting_the_attempt(env: Env) -> None:
     """A job still running when the grace period ends goes back to queued at once."""
     worker = env.worker("--grace", "0.3")
