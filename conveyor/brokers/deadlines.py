@@ -66,7 +66,9 @@ class Deadlines:
         if loop is not self._loop:  # armed on a loop this object has since left
             return
         self._timer = None
-        now = loop.time()
+        # The loop runs a timer when its clock says it is due, which may be a little before
+        # the limit by this clock (uvloop counts in ms): the limits it was armed for are up.
+        now = max(loop.time(), self._due)
         for number, (limit, task, expired) in list(self._calls.items()):
             if limit <= now:
                 del self._calls[number]

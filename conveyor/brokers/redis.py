@@ -291,7 +291,7 @@ class RedisBroker:
         # On a single server, a few connections of each client are used directly, one call
         # at a time each, past redis-py's pool, retry and metrics layers: a quarter off a
         # round trip, and redis-py's packing and pool bookkeeping off the worker's CPU.
-        self._deadlines = Deadlines(_COMMAND_TIMEOUT)  # bounds every call but BLPOP's wait
+        self._deadlines = Deadlines(_COMMAND_TIMEOUT)  # bounds every call (a BLPOP: by its wait)
         self._lanes: list[Any] = []  # every lane made
         self._free_lanes: list[Any] = []  # those not in use
         self._block_lane: Any = None

@@ -109,3 +109,28 @@ def test_outside_a_task_the_call_just_runs() -> None:
     finally:
         loop.close()
     assert result == ["ran"]
+
+
+def test_a_limit_ends_at_the_first_timer_under_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop counts time in ms and may run the timer a fraction of a ms before a limit by
+    its clock: the call ends then, instead of re-arming the timer until the clock catches
+    up (a busy loop of about 250 turns per limit, before this was fixed)."""
+    uvloop = pytest.importorskip("uvloop")
+    checks = 0
+    check = Deadlines._check
+
+    def counted(self: Deadlines, loop: asyncio.AbstractEventLoop) -> None:
+        nonlocal checks
+        checks += 1
+        check(self, loop)
+
+    monkeypatch.setattr(Deadlines, "_check", counted)
+
+    async def main() -> None:
+        limits = Deadlines(0.0104)  # not a whole number of ms
+        for _ in range(5):
+            with pytest.raises(TimeoutError):
+                await limits.run(asyncio.sleep(30))
+
+    uvloop.run(main())
+    assert checks == 5
