@@ -288,7 +288,7 @@ def new_run(spec: Spec, plan: Plan) -> Run:
     run = Run(spec, result, {w: [] for w in plan.workloads})
     why = conveyor_missing(spec)
     if why:
-        run.result["skipped"] = why
+        result["skipped"] = why
         print(f"{spec.name}: skipped: {why}")
     else:
         (BENCH / "logs" / f"{spec.name}.log").write_bytes(b"")

@@ -32,7 +32,7 @@ class Deadlines:
         # call number -> (its limit on the loop's clock, its task, set when it was cancelled)
         self._calls: dict[int, tuple[float, asyncio.Task[Any], list[bool]]] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self._due = 0.0  # when the timer fires
+        self._due = 0.0  # when the timer fires, exactly: uvloop's TimerHandle.when() is in ms
         self._last = 0
 
     async def run(self, call: Awaitable[T], seconds: float | None = None) -> T:

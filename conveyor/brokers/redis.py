@@ -342,7 +342,7 @@ class RedisBroker:
             "socket_connect_timeout": 5.0,
             # No socket timeout: redis-py would send every command from a task of its own
             # (asyncio.wait_for), a turn of the loop late. _deadlines bounds each call instead,
-            # and a blocked BLPOP is bounded by its wait.
+            # a blocked BLPOP with a limit of its own, past the wait's.
             "socket_timeout": None,
             "retry": Retry(NoBackoff(), 0)
             if blocking
