@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from conveyor.app import Conveyor
-from conveyor.brokers.base import Lease, Outcome, TaskStats, WorkerInfo
+from conveyor.brokers.base import Consumer, Lease, Outcome, TaskStats, WorkerInfo
 from conveyor.errors import ConfigurationError
 from conveyor.execute import SyncRunner, execute
 from conveyor.job import JobRecord, Status
@@ -119,6 +119,7 @@ class Worker:
         self._flush_due: asyncio.Event  # set when the flusher may have outcomes to record
         self._idle: asyncio.Timeout | None = None  # the wait of an idle worker, while it waits
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: Consumer  # opened in run(), once the broker is connected
         # stop() or kill() called before run() has made its events (a SIGTERM at start-up).
         self._early: list[Callable[[], None]] = []
 
@@ -173,6 +174,7 @@ class Worker:
         for fn in early:
             fn()
         await self.broker.connect()
+        self._session = self.broker.consumer(self.id, self.queues, self.lease)
         log.info(
             "worker %s started: queues=%s concurrency=%d lease=%ss broker=%s tasks=%d",
             self.id, ",".join(self.queues), self.concurrency, self.lease,
@@ -199,6 +201,7 @@ class Worker:
                     chore.cancel()
         finally:
             await self._release_leftovers()
+            await self._session.close()
             await self.broker.close()
             self._sync.shutdown()
         log.info(
@@ -250,7 +253,7 @@ class Worker:
                 self._capacity.clear()
                 await self._park(
                     _first(
-                        self.broker.wait(self.queues, self.poll),
+                        self._session.wait(self.poll),
                         self._stopping.wait(),
                         self._capacity.wait(),
                     )
@@ -277,7 +280,7 @@ class Worker:
         try:
             async with idle:
                 self._idle = idle
-                await self.broker.wait(self.queues, self.poll)
+                await self._session.wait(self.poll)
         except TimeoutError:
             if not idle.expired():
                 raise
@@ -313,7 +316,7 @@ class Worker:
         return claimed
 
     async def _claim_some(self, tg: asyncio.TaskGroup, limit: int) -> int:
-        jobs = await self.broker.claim(self.queues, self.id, limit, self.lease, time.time())
+        jobs = await self._session.claim(limit, time.time())
         for job in jobs:
             stats = self._tally(job)
             stats.observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
@@ -415,7 +418,7 @@ class Worker:
             batch = self._outcomes[:]
             if batch:
                 try:
-                    refused = await self.broker.finish(batch)
+                    refused = await self._session.finish(batch)
                 except Exception as exc:
                     if self._killed.is_set() or time.monotonic() > self._give_up_at:
                         # Their leases expire and another worker runs the jobs again:
@@ -462,7 +465,7 @@ class Worker:
             leases = [Lease(e.job.id, e.job.token) for e in self._running.values()]
             leases += [Lease(o.id, o.token) for o in self._outcomes]
             try:
-                reply = await self.broker.heartbeat(self._info(now), leases, self.lease, now)
+                reply = await self._session.heartbeat(self._info(now), leases, now)
             except Exception as exc:
                 log.error("heartbeat failed (%s: %s)", type(exc).__name__, exc)
             else:
@@ -525,7 +528,7 @@ class Worker:
             return
         leases, self._to_release = self._to_release, []
         try:
-            await self.broker.release(leases, time.time())
+            await self._session.release(leases, time.time())
             log.info("handed back %d unfinished jobs", len(leases))
         except Exception as exc:
             log.error(

@@ -142,61 +142,57 @@ Counts = Mapping[str, Mapping[Status, int]]
 
 
 @runtime_checkable
-class Broker(Protocol):
-    """Stores jobs and applies every change of the lifecycle atomically.
+class Consumer(Protocol):
+    """A worker's session with a broker: the side of the contract that may keep state.
 
-    A broker object is used from one event loop at a time; :meth:`copy` gives another
-    object on the same store for use on another loop (a worker's, say).
+    A worker opens one with :meth:`Broker.consumer` and uses it from one event loop. Every
+    piece of state a broker keeps between a worker's calls lives in its consumer and is
+    named in that consumer's class docstring (Redis: the slots it offered producers and the
+    jobs they handed it; PostgreSQL: its cached looks at the queues; both: the receipts of
+    claims whose reply was lost). :meth:`close` settles all of it: nothing a consumer held
+    is left running in the broker under its worker's name after it closes, except jobs whose
+    lease the caller still holds.
     """
 
-    url: str
-
-    def copy(self) -> Broker:
-        """A broker on the same store, for use on another event loop or thread."""
+    @property
+    def worker(self) -> str:
+        """The worker id claims and heartbeats are made under."""
         ...
 
-    async def connect(self) -> None:
-        """Open connections and create what the store needs; raises BrokerUnavailable."""
+    @property
+    def queues(self) -> Sequence[str]:
+        """The queues it claims from, without repeats."""
         ...
 
-    async def close(self) -> None:
-        """Release connections; the object may be connected again."""
+    @property
+    def lease(self) -> float:
+        """Seconds a claim or a heartbeat holds a job without another heartbeat."""
         ...
 
-    async def enqueue(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
-        """Insert a batch atomically; return the stored jobs in the same order.
-
-        A job whose ``key`` matches an unfinished job (scheduled, queued or running) is not
-        inserted: the existing job is returned in its place. Keys are unique among
-        unfinished jobs also under concurrent producers and within one batch.
-        """
-        ...
-
-    async def claim(
-        self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
-    ) -> list[JobRecord]:
-        """Take up to ``limit`` due jobs of ``queues`` for ``worker``.
+    async def claim(self, limit: int, now: float) -> list[JobRecord]:
+        """Take up to ``limit`` due jobs of :attr:`queues`.
 
         Due means status scheduled or queued with ``eta <= now``; paused queues are
-        skipped. Order: highest priority
-        first, then oldest eta. Each claimed job becomes running with ``attempts + 1``, a
-        fresh ``token`` (greater than any before for that job), ``worker``, ``started_at``
-        = now and ``lease_until = now + lease``. Returned in claim order.
+        skipped. Order: highest priority first, then oldest eta. Each claimed job becomes
+        running with ``attempts + 1``, a fresh ``token`` (greater than any before for that
+        job), ``worker``, ``started_at`` = now and ``lease_until = now + lease``. Returned
+        in claim order. Jobs handed to this consumer while it waited come first.
         """
         ...
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        """Return when work may be due in ``queues``, or after ``timeout`` seconds.
+    async def wait(self, timeout: float) -> None:
+        """Return when work may be due in :attr:`queues`, or after ``timeout`` seconds.
 
-        Jobs in a paused queue never make it return early (a worker would spin); resuming
-        a queue may wake it.
+        Jobs in a paused queue never make it return early (a worker would spin); resuming a
+        queue may wake it. May return early for no reason; never raises for an outage (the
+        next claim reports it).
         """
         ...
 
     async def heartbeat(
-        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
+        self, worker: WorkerInfo, leases: Sequence[Lease], now: float
     ) -> HeartbeatReply:
-        """Extend to ``now + lease`` the leases still held; record the worker as alive.
+        """Extend to ``now + lease`` the leases still held; record ``worker`` as alive.
 
         Returns the ids whose lease is lost (token no longer current, or not running) and
         the ids among the held ones that were asked to cancel.
@@ -215,6 +211,52 @@ class Broker(Protocol):
 
         A lease whose token is no longer current is ignored (fencing). A job that was asked
         to cancel becomes cancelled instead."""
+        ...
+
+    async def close(self) -> None:
+        """End the session: hand back what it holds that its worker never ran (jobs handed
+        to it while it waited), and forget its cached state. Best effort when the broker is
+        unreachable: what is left behind is recovered when its lease expires."""
+        ...
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """The store: stores jobs and applies every change of the lifecycle atomically.
+
+    Stateless between calls (beyond connections and caches of facts that never change, such
+    as a job's queue): producers, the CLI and the web app use it directly; a worker opens a
+    :class:`Consumer` on it for everything it does between calls. A broker object is used
+    from one event loop at a time; :meth:`copy` gives another object on the same store for
+    use on another loop (a worker's, say).
+    """
+
+    url: str
+
+    def copy(self) -> Broker:
+        """A broker on the same store, for use on another event loop or thread."""
+        ...
+
+    def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
+        """A worker's session on this broker (see :class:`Consumer`); it shares the broker's
+        connections, so it is used on the broker's loop and closed before the broker."""
+        ...
+
+    async def connect(self) -> None:
+        """Open connections and create what the store needs; raises BrokerUnavailable."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the object may be connected again."""
+        ...
+
+    async def enqueue(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        """Insert a batch atomically; return the stored jobs in the same order.
+
+        A job whose ``key`` matches an unfinished job (scheduled, queued or running) is not
+        inserted: the existing job is returned in its place. Keys are unique among
+        unfinished jobs also under concurrent producers and within one batch.
+        """
         ...
 
     async def recover(self, now: float) -> list[str]:

@@ -16,6 +16,7 @@ import msgspec
 
 from conveyor.brokers.base import (
     Broker,
+    Consumer,
     Counts,
     HeartbeatReply,
     JobFilter,
@@ -25,6 +26,7 @@ from conveyor.brokers.base import (
     WorkerInfo,
     decode_json,
 )
+from conveyor.brokers.session import StatelessConsumer
 from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
 
 LEASE_EXPIRED = "conveyor.LeaseExpired"
@@ -67,6 +69,10 @@ class MemoryBroker:
     def copy(self) -> Broker:
         """The same object: it serves every loop and thread."""
         return self
+
+    def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
+        """A worker's session: each of its calls is one atomic step of this store."""
+        return StatelessConsumer(self, worker, queues, lease)
 
     async def connect(self) -> None:
         """Nothing to open."""
@@ -129,7 +135,7 @@ class MemoryBroker:
             self._notify({j.queue for j in stored})
         return stored
 
-    async def claim(
+    async def claim_for(
         self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]:
         """Take up to ``limit`` due jobs, highest priority then oldest eta first."""
@@ -157,7 +163,7 @@ class MemoryBroker:
                 claimed.append(self._snapshot(job))
         return claimed
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+    async def wait_for(self, queues: Sequence[str], timeout: float) -> None:
         """Return on an enqueue into ``queues``, when a scheduled job falls due, or on timeout."""
         now = time.time()
         with self._lock:
@@ -180,7 +186,7 @@ class MemoryBroker:
             with self._lock:
                 self._waiters.discard(waiter)
 
-    async def heartbeat(
+    async def extend(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
     ) -> HeartbeatReply:
         """Extend the leases still held; report lost ones and cancel requests."""
@@ -198,7 +204,7 @@ class MemoryBroker:
                     cancel.append(held.id)
         return HeartbeatReply(lost=lost, cancel=cancel)
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+    async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Apply outcomes whose token is current; return the refused ids."""
         refused: list[str] = []
         woken: set[str] = set()
@@ -223,7 +229,7 @@ class MemoryBroker:
                 self._notify(woken)
         return refused
 
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
+    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as due now; the attempt does not count."""
         with self._lock:
             woken: set[str] = set()

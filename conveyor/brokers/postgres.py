@@ -41,6 +41,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from conveyor.brokers.base import (
     Broker,
+    Consumer,
     Counts,
     HeartbeatReply,
     JobFilter,
@@ -57,6 +58,7 @@ from conveyor.brokers.outbox import (
     run_sync,
     sync_driver,
 )
+from conveyor.brokers.session import StatelessConsumer
 from conveyor.brokers.sql import queries
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
@@ -275,6 +277,10 @@ class PostgresBroker:
         """A new broker on the same database, with its own connections."""
         return PostgresBroker(self.url)
 
+    def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
+        """A worker's session: each of its calls is one atomic step of this store."""
+        return StatelessConsumer(self, worker, queues, lease)
+
     async def connect(self) -> None:
         """Connect, and create or migrate the schema if needed.
 
@@ -454,7 +460,7 @@ class PostgresBroker:
 
     # -- claims and waiting -----------------------------------------------------------------
 
-    async def claim(
+    async def claim_for(
         self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]:
         """Take up to ``limit`` due jobs of the unpaused ``queues`` in one statement,
@@ -489,7 +495,7 @@ class PostgresBroker:
             self._drained = _Look(*heard, frozenset(names), None)
         return jobs
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+    async def wait_for(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a job may be due in the unpaused ``queues``, or after ``timeout``.
 
         Wakes on a NOTIFY from any producer or worker, at the eta of the next scheduled job,
@@ -599,7 +605,7 @@ class PostgresBroker:
 
     # -- leases and outcomes ----------------------------------------------------------------
 
-    async def heartbeat(
+    async def extend(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
     ) -> HeartbeatReply:
         """Record the worker and extend its leases still held, in one statement; report the
@@ -618,7 +624,7 @@ class PostgresBroker:
             cancel=[h.id for h in leases if held.get((h.id, h.token))],
         )
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+    async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Apply a batch of outcomes in one statement, each only with a current token;
         return the refused ids."""
         if not outcomes:
@@ -636,7 +642,7 @@ class PostgresBroker:
                 refused.append(out.id)
         return refused
 
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
+    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as due now; the attempt does not count."""
         if leases:
             await self._rows("release", {"leases": _encode(leases).decode(), "now": now})

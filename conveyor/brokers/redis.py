@@ -35,6 +35,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 
 from conveyor.brokers.base import (
     Broker,
+    Consumer,
     Counts,
     HeartbeatReply,
     JobFilter,
@@ -44,6 +45,7 @@ from conveyor.brokers.base import (
     WorkerInfo,
 )
 from conveyor.brokers.deadlines import Deadlines
+from conveyor.brokers.session import StatelessConsumer
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, ErrorInfo, JobRecord, Status
 
@@ -312,6 +314,10 @@ class RedisBroker:
         """A new broker on the same Redis, with connections of its own."""
         return RedisBroker(self.url)
 
+    def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
+        """A worker's session: each of its calls is one atomic step of this store."""
+        return StatelessConsumer(self, worker, queues, lease)
+
     @_guarded
     async def connect(self) -> None:
         """Connect (detecting a cluster) and check that Redis answers."""
@@ -525,7 +531,7 @@ class RedisBroker:
     # -- the worker's operations ----------------------------------------------------------
 
     @_guarded
-    async def claim(
+    async def claim_for(
         self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]:
         """Take up to ``limit`` due jobs, highest priority then oldest eta first, after making
@@ -617,11 +623,11 @@ class RedisBroker:
                 leases += [Lease(_text(i), int(t)) for i, t in raw]
                 if self._offered == idle.queue:
                     self._offered = None
-            await self.release(leases, time.time())
+            await self.hand_back(leases, time.time())
         except (rexc.RedisError, rexc.RedisClusterException, OSError, BrokerUnavailable) as exc:
             log.warning("could not hand back %d jobs handed to this worker: %s", len(leases), exc)
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+    async def wait_for(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a job may be due in ``queues`` (an enqueue, a retry, a resume, a
         scheduled job's eta), or after ``timeout`` seconds. May return early; on a lost
         connection it returns after a short pause (the next claim reports the outage)."""
@@ -705,7 +711,7 @@ class RedisBroker:
                 raise result
 
     @_guarded
-    async def heartbeat(
+    async def extend(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
     ) -> HeartbeatReply:
         """Record the worker and extend its leases still held (one script per queue); report
@@ -730,7 +736,7 @@ class RedisBroker:
         )
 
     @_guarded
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+    async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Apply a batch of outcomes (one script per queue), each only with a current token;
         return the refused ids."""
         if not outcomes:
@@ -751,7 +757,7 @@ class RedisBroker:
         return refused
 
     @_guarded
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
+    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as due now; the attempt does not count."""
         ids = [h.id for h in leases]
         if ids:

@@ -32,6 +32,7 @@ import msgspec
 
 from conveyor.brokers.base import (
     Broker,
+    Consumer,
     Counts,
     HeartbeatReply,
     JobFilter,
@@ -42,6 +43,7 @@ from conveyor.brokers.base import (
     decode_json,
 )
 from conveyor.brokers.memory import lease_expired_error
+from conveyor.brokers.session import StatelessConsumer
 from conveyor.brokers.sql import queries
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
@@ -404,6 +406,10 @@ class SQLiteBroker:
         """A new broker on the same file, with its own connection and thread."""
         return SQLiteBroker(self.url)
 
+    def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
+        """A worker's session: each of its calls is one atomic step of this store."""
+        return StatelessConsumer(self, worker, queues, lease)
+
     async def connect(self) -> None:
         """Open the file, switch it to WAL and create the tables if needed.
 
@@ -558,7 +564,7 @@ class SQLiteBroker:
         self._wake({j.queue for j in stored})
         return stored
 
-    async def claim(
+    async def claim_for(
         self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]:
         """Take up to ``limit`` due jobs, highest priority then oldest eta first, in one
@@ -581,7 +587,7 @@ class SQLiteBroker:
             claiming.add_done_callback(functools.partial(self._hand_back, executor, now))
             raise
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+    async def wait_for(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a job may be due in ``queues``, or after ``timeout`` seconds.
 
         Wakes at once on a change through a SQLiteBroker of this process, within ``_POLL``
@@ -623,14 +629,14 @@ class SQLiteBroker:
             with _waiters_lock:
                 _waiters[self.path].discard(waiter)
 
-    async def heartbeat(
+    async def extend(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
     ) -> HeartbeatReply:
         """Record the worker and extend its leases still held, in one transaction; report
         the lost ones and those asked to cancel."""
         return await self._run(lambda conn: _heartbeat(conn, worker, leases, now + lease))
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+    async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Apply a batch of outcomes in one statement, each only with a current token;
         return the refused ids."""
         if not outcomes:
@@ -639,7 +645,7 @@ class SQLiteBroker:
         self._wake(retried)
         return refused
 
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
+    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as due now; the attempt does not count."""
         if leases:
             self._wake(await self._run(lambda conn: _release(conn, leases, now)))

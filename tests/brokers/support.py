@@ -11,7 +11,15 @@ from typing import Any
 import msgspec
 import pytest
 
-from conveyor.brokers.base import Broker, Counts, Lease, Outcome, WorkerInfo
+from conveyor.brokers.base import (
+    Broker,
+    Consumer,
+    Counts,
+    HeartbeatReply,
+    Lease,
+    Outcome,
+    WorkerInfo,
+)
 from conveyor.job import ErrorInfo, JobRecord, Status, new_id
 
 LEASE = 30.0
@@ -113,7 +121,8 @@ async def claim(
     lease: float = LEASE,
 ) -> list[JobRecord]:
     """Claim up to ``limit`` due jobs (at the real time unless ``now`` is given)."""
-    return await broker.claim(queues, worker, limit, lease, time.time() if now is None else now)
+    now = time.time() if now is None else now
+    return await broker.consumer(worker, queues, lease).claim(limit, now)
 
 
 async def claim_one(
@@ -141,7 +150,7 @@ async def finished(
     await broker.enqueue(jobs)
     claimed = await claim(broker, sorted({j.queue for j in jobs}), limit=len(jobs))
     assert {j.id for j in claimed} == {j.id for j in jobs}
-    refused = await broker.finish([outcome(j, status, finished_at=finished_at) for j in claimed])
+    refused = await finish(broker, [outcome(j, status, finished_at=finished_at) for j in claimed])
     assert refused == []
     return [await must_get(broker, j.id) for j in jobs]
 
@@ -177,3 +186,31 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+def session(
+    broker: Broker,
+    queues: Sequence[str] = ("default",),
+    *,
+    worker: str = "w1",
+    lease: float = LEASE,
+) -> Consumer:
+    """A worker's consumer session on ``broker`` (closed by the test when it matters)."""
+    return broker.consumer(worker, queues, lease)
+
+
+async def heartbeat(
+    broker: Broker, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
+) -> HeartbeatReply:
+    """One heartbeat of ``worker`` through a session of its own."""
+    return await broker.consumer(worker.id, worker.queues, lease).heartbeat(worker, leases, now)
+
+
+async def finish(broker: Broker, outcomes: Sequence[Outcome]) -> list[str]:
+    """Record ``outcomes`` through a session; return the refused ids."""
+    return await session(broker).finish(outcomes)
+
+
+async def release(broker: Broker, leases: Sequence[Lease], now: float) -> None:
+    """Hand ``leases`` back through a session."""
+    await session(broker).release(leases, now)

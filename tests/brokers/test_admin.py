@@ -15,7 +15,9 @@ from tests.brokers.support import (
     at,
     claim,
     claim_one,
+    finish,
     finished,
+    heartbeat,
     lease_of,
     make_job,
     must_get,
@@ -161,13 +163,13 @@ async def test_cancel_running_flags_it_for_the_worker(broker: Broker) -> None:
     assert flagged.cancel_requested is True
     assert await broker.get(job.id) == flagged
 
-    reply = await broker.heartbeat(
-        worker_info(seen_at=now + 2), [lease_of(running)], LEASE, now + 2
+    reply = await heartbeat(
+        broker, worker_info(seen_at=now + 2), [lease_of(running)], LEASE, now + 2
     )
     assert reply.cancel == [job.id]
     assert reply.lost == []
     ended = outcome(running, Status.CANCELLED, finished_at=now + 3)
-    assert await broker.finish([ended]) == []
+    assert await finish(broker, [ended]) == []
     assert (await must_get(broker, job.id)).status is Status.CANCELLED
 
 

@@ -13,10 +13,12 @@ from tests.brokers.support import (
     at,
     claim,
     claim_one,
+    finish,
     lease_of,
     make_job,
     must_get,
     outcome,
+    release,
 )
 
 
@@ -130,7 +132,7 @@ async def test_token_increases_with_every_claim(broker: Broker) -> None:
 
     first = await claim_one(broker, job.id, now=now)
     tokens.append(first.token)
-    await broker.release([lease_of(first)], now)
+    await release(broker, [lease_of(first)], now)
 
     second = await claim_one(broker, job.id, now=now + 1)
     tokens.append(second.token)
@@ -139,7 +141,7 @@ async def test_token_increases_with_every_claim(broker: Broker) -> None:
     third = await claim_one(broker, job.id, now=now + 3 + LEASE)
     tokens.append(third.token)
     retry = outcome(third, Status.SCHEDULED, finished_at=now + 4 + LEASE, eta=now + 5 + LEASE)
-    assert await broker.finish([retry]) == []
+    assert await finish(broker, [retry]) == []
 
     fourth = await claim_one(broker, job.id, now=now + 6 + LEASE)
     tokens.append(fourth.token)

@@ -37,7 +37,7 @@ async def claim_until_empty(broker: Broker, worker: str, start: threading.Barrie
     try:
         start.wait()
         got: list[str] = []
-        while batch := await broker.claim(["default"], worker, 3, 30.0, time.time()):
+        while batch := await broker.consumer(worker, ["default"], 30.0).claim(3, time.time()):
             got += [j.id for j in batch]
         return got
     finally:
@@ -96,7 +96,7 @@ async def main(url, worker):
         print("ready", flush=True)
         sys.stdin.readline()
         got = []
-        while batch := await broker.claim(["default"], worker, 3, 30.0, time.time()):
+        while batch := await broker.consumer(worker, ["default"], 30.0).claim(3, time.time()):
             got += [j.id for j in batch]
         print(json.dumps(got), flush=True)
     finally:

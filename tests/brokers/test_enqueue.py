@@ -10,7 +10,7 @@ import pytest
 from conveyor.brokers import Broker, from_url
 from conveyor.brokers.base import JobFilter
 from conveyor.job import JobRecord, Status, new_id
-from tests.brokers.support import claim, claim_one, make_job, must_get, outcome
+from tests.brokers.support import claim, claim_one, finish, make_job, must_get, outcome
 
 
 async def test_broker_satisfies_the_protocol(broker: Broker, broker_url: str) -> None:
@@ -158,7 +158,7 @@ async def test_key_is_free_once_the_holder_finished(broker: Broker, end: Status)
         await broker.cancel(first.id, time.time())
     else:
         running = await claim_one(broker, first.id)
-        assert await broker.finish([outcome(running, end, finished_at=time.time())]) == []
+        assert await finish(broker, [outcome(running, end, finished_at=time.time())]) == []
     done = await must_get(broker, first.id)
     assert done.status is end
 

@@ -16,10 +16,12 @@ from tests.brokers.support import (
     at,
     claim,
     claim_one,
+    finish,
     lease_of,
     make_job,
     must_get,
     outcome,
+    release,
 )
 
 
@@ -34,7 +36,7 @@ async def test_succeeded_with_result(broker: Broker, result: Any) -> None:
     now = time.time()
     running = await claim_one(broker, job.id, now=now)
     done = outcome(running, Status.SUCCEEDED, finished_at=now + 1, result=result)
-    assert await broker.finish([done]) == []
+    assert await finish(broker, [done]) == []
 
     stored = await must_get(broker, job.id)
     assert stored.status is Status.SUCCEEDED
@@ -49,7 +51,7 @@ async def test_failed_with_error(broker: Broker) -> None:
     [job] = await broker.enqueue([make_job()])
     now = time.time()
     running = await claim_one(broker, job.id, now=now)
-    assert await broker.finish([outcome(running, Status.FAILED, finished_at=now + 1)]) == []
+    assert await finish(broker, [outcome(running, Status.FAILED, finished_at=now + 1)]) == []
 
     stored = await must_get(broker, job.id)
     assert stored.status is Status.FAILED
@@ -65,7 +67,7 @@ async def test_retry_is_scheduled_at_its_eta(broker: Broker) -> None:
     now = time.time()
     running = await claim_one(broker, job.id, now=now)
     retry = outcome(running, Status.SCHEDULED, finished_at=now + 1, error=ERROR, eta=now + 60)
-    assert await broker.finish([retry]) == []
+    assert await finish(broker, [retry]) == []
 
     stored = await must_get(broker, job.id)
     assert stored.status is Status.SCHEDULED
@@ -82,7 +84,7 @@ async def test_cancelled(broker: Broker) -> None:
     [job] = await broker.enqueue([make_job()])
     now = time.time()
     running = await claim_one(broker, job.id, now=now)
-    assert await broker.finish([outcome(running, Status.CANCELLED, finished_at=now + 1)]) == []
+    assert await finish(broker, [outcome(running, Status.CANCELLED, finished_at=now + 1)]) == []
     stored = await must_get(broker, job.id)
     assert stored.status is Status.CANCELLED
     assert stored.finished_at == at(now + 1)
@@ -100,7 +102,7 @@ async def test_a_batch_of_outcomes(broker: Broker) -> None:
         outcome(c, Status.SCHEDULED, finished_at=now + 1, error=error, eta=now + 30),
         outcome(d, Status.CANCELLED, finished_at=now + 1),
     ]
-    assert await broker.finish(batch) == []
+    assert await finish(broker, batch) == []
     stored = [await must_get(broker, j.id) for j in (a, b, c, d)]
     assert [j.status for j in stored] == [
         Status.SUCCEEDED,
@@ -115,7 +117,7 @@ async def test_a_batch_of_outcomes(broker: Broker) -> None:
 
 async def test_empty_batch(broker: Broker) -> None:
     """Finishing nothing refuses nothing."""
-    assert await broker.finish([]) == []
+    assert await finish(broker, []) == []
 
 
 @pytest.mark.parametrize(
@@ -133,11 +135,11 @@ async def test_fencing_refuses_the_worker_that_lost_its_lease(broker: Broker, la
 
     eta = now + 100 if late is Status.SCHEDULED else None
     from_a = outcome(by_a, late, finished_at=now + 13, result="from A", eta=eta)
-    assert await broker.finish([from_a]) == [job.id]
+    assert await finish(broker, [from_a]) == [job.id]
     assert await broker.get(job.id) == by_b
 
     from_b = outcome(by_b, Status.SUCCEEDED, finished_at=now + 14, result="from B")
-    assert await broker.finish([from_b]) == []
+    assert await finish(broker, [from_b]) == []
     stored = await must_get(broker, job.id)
     assert stored.status is Status.SUCCEEDED
     assert stored.result == "from B"
@@ -148,12 +150,12 @@ async def test_refusals_are_per_outcome(broker: Broker) -> None:
     await broker.enqueue([make_job(), make_job()])
     now = time.time()
     stale, current = await claim(broker, now=now)
-    await broker.release([lease_of(stale)], now + 1)
+    await release(broker, [lease_of(stale)], now + 1)
     batch = [
         outcome(stale, Status.SUCCEEDED, finished_at=now + 2),
         outcome(current, Status.SUCCEEDED, finished_at=now + 2),
     ]
-    assert await broker.finish(batch) == [stale.id]
+    assert await finish(broker, batch) == [stale.id]
     assert (await must_get(broker, stale.id)).status is Status.QUEUED
     assert (await must_get(broker, current.id)).status is Status.SUCCEEDED
 
@@ -163,10 +165,10 @@ async def test_second_outcome_for_one_claim_is_refused(broker: Broker) -> None:
     [job] = await broker.enqueue([make_job()])
     now = time.time()
     running = await claim_one(broker, job.id, now=now)
-    assert await broker.finish([outcome(running, Status.SUCCEEDED, finished_at=now + 1)]) == []
+    assert await finish(broker, [outcome(running, Status.SUCCEEDED, finished_at=now + 1)]) == []
     first = await must_get(broker, job.id)
     again = outcome(running, Status.FAILED, finished_at=now + 2)
-    assert await broker.finish([again]) == [job.id]
+    assert await finish(broker, [again]) == [job.id]
     assert await broker.get(job.id) == first
 
 
@@ -176,7 +178,7 @@ async def test_outcome_for_a_job_not_running_is_refused(broker: Broker) -> None:
     now = time.time()
     never = Outcome(id=job.id, token=job.token, status=Status.SUCCEEDED, finished_at=now)
     missing = Outcome(id=new_id(), token=1, status=Status.SUCCEEDED, finished_at=now)
-    assert sorted(await broker.finish([never, missing])) == sorted([job.id, missing.id])
+    assert sorted(await finish(broker, [never, missing])) == sorted([job.id, missing.id])
     assert await broker.get(job.id) == job
     assert await broker.get(missing.id) is None
 
@@ -189,5 +191,5 @@ async def test_recovered_job_refuses_its_old_worker(broker: Broker) -> None:
     await broker.recover(now + LEASE + 1)
     queued = await must_get(broker, job.id)
     late = outcome(running, Status.SUCCEEDED, finished_at=now + LEASE + 2)
-    assert await broker.finish([late]) == [job.id]
+    assert await finish(broker, [late]) == [job.id]
     assert await broker.get(job.id) == queued

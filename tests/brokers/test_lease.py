@@ -12,10 +12,13 @@ from tests.brokers.support import (
     at,
     claim,
     claim_one,
+    finish,
+    heartbeat,
     lease_of,
     make_job,
     must_get,
     outcome,
+    release,
     worker_info,
 )
 
@@ -27,7 +30,7 @@ async def test_heartbeat_extends_held_leases(broker: Broker) -> None:
     [job] = await broker.enqueue([make_job()])
     now = time.time()
     running = await claim_one(broker, job.id, now=now, lease=10)
-    reply = await broker.heartbeat(worker_info(seen_at=now + 5), [lease_of(running)], 10, now + 5)
+    reply = await heartbeat(broker, worker_info(seen_at=now + 5), [lease_of(running)], 10, now + 5)
     assert reply == HeartbeatReply(lost=[], cancel=[])
     assert (await must_get(broker, job.id)).lease_until == at(now + 15)
     assert await broker.recover(now + 12) == []
@@ -44,7 +47,7 @@ async def test_heartbeat_with_a_stale_token_is_lost(broker: Broker) -> None:
     new = await claim_one(broker, job.id, now=now + LEASE + 2, worker="w2")
 
     late = now + LEASE + 3
-    reply = await broker.heartbeat(worker_info("w1", seen_at=late), [lease_of(old)], LEASE, late)
+    reply = await heartbeat(broker, worker_info("w1", seen_at=late), [lease_of(old)], LEASE, late)
     assert reply == HeartbeatReply(lost=[job.id], cancel=[])
     assert await broker.get(job.id) == new
 
@@ -54,11 +57,11 @@ async def test_heartbeat_reports_finished_and_missing_jobs_lost(broker: Broker) 
     await broker.enqueue([make_job(), make_job()])
     now = time.time()
     held, done = await claim(broker, now=now)
-    await broker.finish([outcome(done, Status.SUCCEEDED, finished_at=now + 1)])
+    await finish(broker, [outcome(done, Status.SUCCEEDED, finished_at=now + 1)])
     missing = Lease(new_id(), 1)
 
     leases = [lease_of(held), lease_of(done), missing]
-    reply = await broker.heartbeat(worker_info(seen_at=now + 2), leases, LEASE, now + 2)
+    reply = await heartbeat(broker, worker_info(seen_at=now + 2), leases, LEASE, now + 2)
     assert sorted(reply.lost) == sorted([done.id, missing.id])
     assert reply.cancel == []
     assert (await must_get(broker, held.id)).lease_until == at(now + 2 + LEASE)
@@ -72,7 +75,7 @@ async def test_heartbeat_reports_cancel_requests(broker: Broker) -> None:
     await broker.cancel(stop.id, now + 1)
 
     leases = [lease_of(keep), lease_of(stop)]
-    reply = await broker.heartbeat(worker_info(seen_at=now + 2), leases, LEASE, now + 2)
+    reply = await heartbeat(broker, worker_info(seen_at=now + 2), leases, LEASE, now + 2)
     assert reply == HeartbeatReply(lost=[], cancel=[stop.id])
     for job in (keep, stop):
         assert (await must_get(broker, job.id)).lease_until == at(now + 2 + LEASE)
@@ -83,22 +86,22 @@ async def test_heartbeat_records_the_worker(broker: Broker) -> None:
     now = time.time()
     assert await broker.workers(now, 60) == []
     first = worker_info("w1", seen_at=now)
-    await broker.heartbeat(first, [], LEASE, now)
+    await heartbeat(broker, first, [], LEASE, now)
     assert await broker.workers(now, 60) == [first]
 
     later = worker_info("w1", seen_at=now + 10, running=["job-a", "job-b"])
     other = worker_info("w2", seen_at=now + 10)
-    await broker.heartbeat(later, [], LEASE, now + 10)
-    await broker.heartbeat(other, [], LEASE, now + 10)
+    await heartbeat(broker, later, [], LEASE, now + 10)
+    await heartbeat(broker, other, [], LEASE, now + 10)
     assert sorted(await broker.workers(now + 10, 60), key=lambda w: w.id) == [later, other]
 
 
 async def test_silent_workers_age_out(broker: Broker) -> None:
     """A worker whose last heartbeat is older than the ttl is not listed."""
     now = time.time()
-    await broker.heartbeat(worker_info("old", seen_at=now), [], LEASE, now)
+    await heartbeat(broker, worker_info("old", seen_at=now), [], LEASE, now)
     fresh = worker_info("fresh", seen_at=now + 50)
-    await broker.heartbeat(fresh, [], LEASE, now + 50)
+    await heartbeat(broker, fresh, [], LEASE, now + 50)
     assert await broker.workers(now + 70, 60) == [fresh]
     assert await broker.workers(now + 200, 60) == []
 
@@ -163,7 +166,7 @@ async def test_release_gives_the_job_back_without_counting(broker: Broker) -> No
     [job] = await broker.enqueue([make_job(max_attempts=1)])
     now = time.time()
     running = await claim_one(broker, job.id, now=now, worker="w1")
-    await broker.release([lease_of(running)], now + 1)
+    await release(broker, [lease_of(running)], now + 1)
 
     back = await must_get(broker, job.id)
     assert back.status is Status.QUEUED
@@ -181,7 +184,7 @@ async def test_release_with_a_stale_token_changes_nothing(broker: Broker) -> Non
     old = await claim_one(broker, job.id, now=now, worker="w1")
     await broker.recover(now + LEASE + 1)
     new = await claim_one(broker, job.id, now=now + LEASE + 2, worker="w2")
-    await broker.release([lease_of(old)], now + LEASE + 3)
+    await release(broker, [lease_of(old)], now + LEASE + 3)
     assert await broker.get(job.id) == new
 
 
@@ -190,13 +193,13 @@ async def test_released_lease_is_dead(broker: Broker) -> None:
     [job] = await broker.enqueue([make_job()])
     now = time.time()
     running = await claim_one(broker, job.id, now=now)
-    await broker.release([lease_of(running)], now + 1)
-    reply = await broker.heartbeat(
-        worker_info(seen_at=now + 2), [lease_of(running)], LEASE, now + 2
+    await release(broker, [lease_of(running)], now + 1)
+    reply = await heartbeat(
+        broker, worker_info(seen_at=now + 2), [lease_of(running)], LEASE, now + 2
     )
     assert reply.lost == [job.id]
     done = outcome(running, Status.SUCCEEDED, finished_at=now + 2)
-    assert await broker.finish([done]) == [job.id]
+    assert await finish(broker, [done]) == [job.id]
     assert (await must_get(broker, job.id)).status is Status.QUEUED
 
 
@@ -206,7 +209,7 @@ async def test_release_of_a_job_asked_to_cancel_cancels_it(broker: Broker) -> No
     now = time.time()
     running = await claim_one(broker, job.id, now=now)
     await broker.cancel(job.id, now + 1)
-    await broker.release([lease_of(running)], now + 2)
+    await release(broker, [lease_of(running)], now + 2)
     back = await must_get(broker, job.id)
     assert back.status is Status.CANCELLED
     assert back.finished_at == at(now + 2)

@@ -16,14 +16,14 @@ async def test_a_paused_queue_is_skipped_by_claim_and_resumed(broker: Broker) ->
     await broker.enqueue([held, free])
     await broker.set_paused("held", True)
     assert await broker.paused() == ["held"]
-    got = await broker.claim(["held", "free"], "w1", 10, LEASE, time.time())
+    got = await broker.consumer("w1", ["held", "free"], LEASE).claim(10, time.time())
     assert [j.id for j in got] == [free.id]
     stored = await broker.get(held.id)
     assert stored is not None
     assert stored.status is Status.QUEUED
     await broker.set_paused("held", False)
     assert await broker.paused() == []
-    got = await broker.claim(["held", "free"], "w1", 10, LEASE, time.time())
+    got = await broker.consumer("w1", ["held", "free"], LEASE).claim(10, time.time())
     assert [j.id for j in got] == [held.id]
 
 
@@ -36,7 +36,7 @@ async def test_pause_is_shared_by_every_broker_object(broker: Broker) -> None:
         await broker.set_paused("q", True)  # idempotent
         await broker.enqueue([make_job(queue="q")])
         assert await other.paused() == ["q"]
-        assert await other.claim(["q"], "w2", 10, LEASE, time.time()) == []
+        assert await other.consumer("w2", ["q"], LEASE).claim(10, time.time()) == []
     finally:
         await other.close()
 
@@ -46,7 +46,7 @@ async def test_wait_does_not_wake_for_a_paused_queue(broker: Broker) -> None:
     await broker.set_paused("p", True)
     await broker.enqueue([make_job(queue="p")])
     started = time.monotonic()
-    await broker.wait(["p"], 0.3)
+    await broker.consumer("w1", ["p"], 30.0).wait(0.3)
     assert time.monotonic() - started >= 0.25
     await broker.set_paused("p", False)
-    await asyncio.wait_for(broker.wait(["p"], 30), timeout=10)
+    await asyncio.wait_for(broker.consumer("w1", ["p"], 30.0).wait(30), timeout=10)

@@ -167,8 +167,8 @@ async def test_notification_leaves_with_the_commit(app: conveyor.Conveyor, dsn: 
     """An idle worker is woken by the commit, not before it."""
     broker = app.broker.copy()
     try:
-        await broker.wait(["default"], 0.01)  # listening from now on
-        waiter = asyncio.create_task(broker.wait(["default"], 30))
+        await broker.consumer("w1", ["default"], 30.0).wait(0.01)  # listening from now on
+        waiter = asyncio.create_task(broker.consumer("w1", ["default"], 30.0).wait(30))
         with psycopg.connect(dsn) as conn:
             welcome_task(app).options(connection=conn).enqueue("ann")
             done, _ = await asyncio.wait({waiter}, timeout=0.3)
@@ -303,8 +303,8 @@ async def test_a_claim_whose_answer_was_lost_is_undone(
     [job] = await broker.enqueue([make_job(max_attempts=1)])
     lose_answer_of(broker, "claim", monkeypatch)
     with pytest.raises(BrokerUnavailable):
-        await broker.claim(["default"], "w1", 10, 30.0, time.time())
-    [again] = await broker.claim(["default"], "w1", 10, 30.0, time.time())
+        await broker.consumer("w1", ["default"], 30.0).claim(10, time.time())
+    [again] = await broker.consumer("w1", ["default"], 30.0).claim(10, time.time())
     assert again.id == job.id
     assert again.attempts == 1
 
@@ -314,8 +314,8 @@ async def test_an_idle_wait_after_an_empty_claim_asks_nothing_yet_misses_nothing
 ) -> None:
     """After a claim that found nothing, wait relies on the notifications instead of
     querying again, and a job committed between the claim and the wait still wakes it."""
-    await broker.wait(["default"], 0.01)  # listening from now on
-    assert await broker.claim(["default"], "w1", 10, 30.0, time.time()) == []
+    await broker.consumer("w1", ["default"], 30.0).wait(0.01)  # listening from now on
+    assert await broker.consumer("w1", ["default"], 30.0).claim(10, time.time()) == []
     asked: list[str] = []
     real = broker._rows
 
@@ -324,18 +324,18 @@ async def test_an_idle_wait_after_an_empty_claim_asks_nothing_yet_misses_nothing
         return await real(name, params)
 
     monkeypatch.setattr(broker, "_rows", rows)
-    await broker.wait(["default"], 0.05)
-    await broker.wait(["default"], 0.05)
+    await broker.consumer("w1", ["default"], 30.0).wait(0.05)
+    await broker.consumer("w1", ["default"], 30.0).wait(0.05)
     assert asked == []
 
-    assert await broker.claim(["default"], "w1", 10, 30.0, time.time()) == []
+    assert await broker.consumer("w1", ["default"], 30.0).claim(10, time.time()) == []
     other = PostgresBroker(pg_url)
     try:
         await other.enqueue([make_job()])
     finally:
         await other.close()
-    await asyncio.wait_for(broker.wait(["default"], 30), 5)
-    assert len(await broker.claim(["default"], "w1", 10, 30.0, time.time())) == 1
+    await asyncio.wait_for(broker.consumer("w1", ["default"], 30.0).wait(30), 5)
+    assert len(await broker.consumer("w1", ["default"], 30.0).claim(10, time.time())) == 1
 
 
 async def test_workers_ride_out_a_server_restart(

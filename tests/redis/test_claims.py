@@ -19,7 +19,16 @@ from conveyor.brokers.base import JobFilter, Lease, Retention
 from conveyor.brokers.redis import RedisBroker
 from conveyor.errors import BrokerUnavailable
 from conveyor.job import Status
-from tests.brokers.support import LEASE, claim, eventually, make_job, must_get, worker_info
+from tests.brokers.support import (
+    LEASE,
+    claim,
+    eventually,
+    finish,
+    heartbeat,
+    make_job,
+    must_get,
+    worker_info,
+)
 from tests.servers import RedisServer
 
 
@@ -101,8 +110,8 @@ async def test_nothing_is_left_behind(redis_server: RedisServer, redis_url: str)
         now = time.time()
         await broker.enqueue([make_job(key=f"k{i}") for i in range(50)])
         await broker.enqueue([make_job(queue="later", eta=now + 1) for _ in range(5)])
-        claimed = await broker.claim(["default", "later"], "w1", 100, LEASE, now + 2)
-        await broker.heartbeat(worker_info(seen_at=now + 2), [], LEASE, now + 2)
+        claimed = await broker.consumer("w1", ["default", "later"], LEASE).claim(100, now + 2)
+        await heartbeat(broker, worker_info(seen_at=now + 2), [], LEASE, now + 2)
         assert len(claimed) == 55
         receipts = [k for k in raw.scan_iter(match="{" + prefix + ":*:rc:*")]
         assert receipts
@@ -113,7 +122,7 @@ async def test_nothing_is_left_behind(redis_server: RedisServer, redis_url: str)
             )
             for j in claimed
         ]
-        assert await broker.finish(outcomes) == []
+        assert await finish(broker, outcomes) == []
         assert await broker.prune(Retention(succeeded=1), now + 10**6, 1000) == 55
         assert await broker.list(JobFilter()) == []
         assert await broker.workers(now + 10**6, 10**7) == []
@@ -141,14 +150,14 @@ async def test_running_jobs_are_indexed_in_a_skiplist(
     try:
         now = time.time()
         await broker.enqueue([make_job() for _ in range(3)])
-        claimed = await broker.claim(["default"], "w1", 2, LEASE, now)
+        claimed = await broker.consumer("w1", ["default"], LEASE).claim(2, now)
         assert raw.object("encoding", f"{{{prefix}:default}}:run") == b"skiplist"
         counts = (await broker.counts())["default"]
         assert (counts[Status.RUNNING], counts[Status.QUEUED]) == (2, 1)
         running = await broker.list(JobFilter(status=Status.RUNNING))
         assert sorted(j.id for j in running) == sorted(j.id for j in claimed)
         leases = [Lease(j.id, j.token) for j in claimed]
-        reply = await broker.heartbeat(worker_info(seen_at=now), leases, LEASE, now + 1)
+        reply = await heartbeat(broker, worker_info(seen_at=now), leases, LEASE, now + 1)
         assert not reply.lost
         assert sorted(await broker.recover(now + 10 * LEASE)) == sorted(j.id for j in claimed)
         assert (await broker.counts())["default"].get(Status.RUNNING, 0) == 0
@@ -171,16 +180,16 @@ async def test_a_priority_is_unlisted_by_the_claim_that_takes_its_last_job(
         high = await broker.enqueue([make_job(priority=5) for _ in range(3)])
         low = await broker.enqueue([make_job(priority=1) for _ in range(2)])
         now = time.time()
-        taken = await broker.claim(queues, "w1", 2, LEASE, now)
+        taken = await broker.consumer("w1", queues, LEASE).claim(2, now)
         assert [j.id for j in taken] == [j.id for j in high[:2]]
         assert raw.zrange(prios, 0, -1) == [b"5", b"1"]
-        taken = await broker.claim(queues, "w1", 1, LEASE, now)
+        taken = await broker.consumer("w1", queues, LEASE).claim(1, now)
         assert [j.id for j in taken] == [high[2].id]
         assert raw.zrange(prios, 0, -1) == [b"1"]
-        taken = await broker.claim(queues, "w1", 5, LEASE, now)
+        taken = await broker.consumer("w1", queues, LEASE).claim(5, now)
         assert [j.id for j in taken] == [j.id for j in low]
         assert raw.zrange(prios, 0, -1) == []
-        assert await broker.claim(queues, "w1", 5, LEASE, now) == []
+        assert await broker.consumer("w1", queues, LEASE).claim(5, now) == []
     finally:
         raw.close()
         await broker.close()
@@ -194,7 +203,7 @@ async def test_the_queues_of_jobs_are_remembered_within_a_bound(
     monkeypatch.setattr(conveyor.brokers.redis, "_REMEMBERED", 10)
     first = await broker.enqueue([make_job() for _ in range(8)])
     await broker.enqueue([make_job(queue="other") for _ in range(8)])
-    claimed = await broker.claim(["other"], "w1", 8, LEASE, time.time())
+    claimed = await broker.consumer("w1", ["other"], LEASE).claim(8, time.time())
     assert len(claimed) == 8
     assert len(broker._where) <= 10 + 8  # a batch may overshoot by its own size
     assert first[0].id not in broker._where

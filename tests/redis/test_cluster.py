@@ -12,7 +12,7 @@ from redis.crc import key_slot
 from conveyor.brokers import from_url
 from conveyor.brokers.base import JobFilter, Lease, Outcome
 from conveyor.job import Status
-from tests.brokers.support import LEASE, make_job, worker_info
+from tests.brokers.support import LEASE, finish, heartbeat, make_job, worker_info
 from tests.servers import RedisCluster
 
 
@@ -39,15 +39,15 @@ async def test_each_queue_is_one_slot_and_queues_spread(
             + [make_job(queue=q, eta=now + 3600) for q in queues]
             + [make_job(queue=q, priority=3) for q in queues]
         )
-        claimed = await broker.claim(queues, "w1", 12, LEASE, now)
+        claimed = await broker.consumer("w1", queues, LEASE).claim(12, now)
         assert [j.priority for j in claimed[:8]] == [3] * 8  # across the nodes, by priority
         leases = [Lease(j.id, j.token) for j in claimed]
-        await broker.heartbeat(worker_info(seen_at=now), leases, LEASE, now)
+        await heartbeat(broker, worker_info(seen_at=now), leases, LEASE, now)
         done = [
             Outcome(id=j.id, token=j.token, status=s, finished_at=now)
             for j, s in zip(claimed, [Status.SUCCEEDED, Status.FAILED] * 6, strict=True)
         ]
-        assert await broker.finish(done) == []
+        assert await finish(broker, done) == []
         await broker.set_paused("q7", True)
         await broker.cancel(jobs[-1].id, now)
         assert await broker.retry_failed(None, None, now) == 6

@@ -132,9 +132,11 @@ async def test_tls(tls_redis: tuple[RedisServer, Path]) -> None:
     broker = from_url(url)
     try:
         await broker.connect()
-        await broker.wait(["default"], 0.05)  # the blocking connection speaks TLS too
+        await broker.consumer("w1", ["default"], 30.0).wait(
+            0.05
+        )  # the blocking connection speaks TLS too
         [job] = await broker.enqueue([make_job()])
-        await broker.wait(["default"], 5)
+        await broker.consumer("w1", ["default"], 30.0).wait(5)
         assert (await claim_one(broker, job.id)).id == job.id
     finally:
         await broker.close()

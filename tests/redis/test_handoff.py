@@ -13,7 +13,7 @@ import pytest
 from conveyor.brokers.base import Lease
 from conveyor.brokers.redis import RedisBroker
 from conveyor.job import Status
-from tests.brokers.support import LEASE, claim, eventually, make_job, must_get
+from tests.brokers.support import LEASE, claim, eventually, make_job, must_get, release
 from tests.redis.conftest import fresh
 from tests.servers import RedisCluster, RedisServer
 
@@ -53,7 +53,7 @@ async def idle(worker: RedisBroker, slots: int, name: str = "w1") -> None:
     """Make ``worker`` a worker of the default queue with ``slots`` free, offered to
     producers for about a second."""
     assert await claim(worker, limit=slots, worker=name) == []
-    await worker.wait(["default"], OFFERED)
+    await worker.consumer("w1", ["default"], 30.0).wait(OFFERED)
 
 
 async def test_a_blocked_worker_is_handed_a_new_job(
@@ -61,7 +61,7 @@ async def test_a_blocked_worker_is_handed_a_new_job(
 ) -> None:
     worker, producer = pair
     assert await claim(worker, limit=4) == []
-    waiting = asyncio.create_task(worker.wait(["default"], 30.0))
+    waiting = asyncio.create_task(worker.consumer("w1", ["default"], 30.0).wait(30.0))
     await eventually(lambda: offered(producer, url))
     (job,) = await producer.enqueue([make_job()])
     assert job.status is Status.RUNNING
@@ -163,7 +163,7 @@ async def test_a_cancelled_wait_withdraws_its_offer(
 ) -> None:
     worker, producer = pair
     assert await claim(worker, limit=3) == []
-    waiting = asyncio.create_task(worker.wait(["default"], 30.0))
+    waiting = asyncio.create_task(worker.consumer("w1", ["default"], 30.0).wait(30.0))
     await eventually(lambda: offered(producer, url))
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -186,4 +186,4 @@ async def test_a_handed_job_whose_lease_passed_is_not_claimed_by_its_old_worker(
     (again,) = await claim(worker, limit=5)
     assert (again.id, again.attempts) == (job.id, 2)
     assert again.token > handed.token
-    await producer.release([Lease(again.id, again.token)], time.time())
+    await release(producer, [Lease(again.id, again.token)], time.time())

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conveyor.brokers.base import BUCKETS, TaskStats, WorkerInfo
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.web.monitor import Monitor
+from tests.brokers.support import heartbeat
 from tests.web.support import Tasks, enqueue, eventually, running, serving, until_status
 
 
@@ -146,11 +147,11 @@ async def test_a_gone_workers_counts_are_kept() -> None:
     broker = MemoryBroker()
     monitor = Monitor()
     now = time.time()
-    await broker.heartbeat(_worker("w1", 5, now), [], 1.0, now)
+    await heartbeat(broker, _worker("w1", 5, now), [], 1.0, now)
     first = await monitor.snapshot(broker)
     assert first.totals["q"]["t"].succeeded == 5
     broker._workers.clear()  # w1 is gone (its record expired)
-    await broker.heartbeat(_worker("w2", 2, now), [], 1.0, now)
+    await heartbeat(broker, _worker("w2", 2, now), [], 1.0, now)
     second = await monitor.snapshot(broker)
     assert second.totals["q"]["t"].succeeded == 7
     assert sum(second.totals["q"]["t"].run) == 7

@@ -76,9 +76,9 @@ class FailingFinishBroker(MemoryBroker):
         self.down = True
         self.refusals = 0
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+    async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Fail while down; then record as usual."""
         if self.down:
             self.refusals += 1
             raise conveyor.BrokerUnavailable("connection refused")
-        return await super().finish(outcomes)
+        return await super().record(outcomes)

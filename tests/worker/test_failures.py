@@ -228,14 +228,14 @@ class FlakyClaimBroker(MemoryBroker):
         super().__init__("memory://")
         self.claims = 0
 
-    async def claim(
+    async def claim_for(
         self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]:
         """Fail the first call; behave normally afterwards."""
         self.claims += 1
         if self.claims == 1:
             raise conveyor.BrokerUnavailable("connection reset by peer")
-        return await super().claim(queues, worker, limit, lease, now)
+        return await super().claim_for(queues, worker, limit, lease, now)
 
 
 async def test_worker_survives_a_failing_claim(

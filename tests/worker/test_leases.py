@@ -75,7 +75,7 @@ async def test_lost_lease_noticed_by_heartbeat_stops_the_task(
         await asyncio.wait_for(started.wait(), WAIT)
         await app.broker.recover(time.time() + 3600)
         # Another worker takes the job over (and keeps it) before w1's next heartbeat.
-        [taken] = await app.broker.claim(["default"], "other", 1, 3600, time.time())
+        [taken] = await app.broker.consumer("other", ["default"], 3600).claim(1, time.time())
         assert taken.id == job.id
         await asyncio.wait_for(stopped.wait(), WAIT)
     assert "lease lost to another worker" in caplog.text

@@ -256,11 +256,11 @@ class CountingBroker(MemoryBroker):
         super().__init__("memory://")
         self.batches: list[tuple[int, int]] = []
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+    async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Note, then record."""
         queued = (await self.counts()).get("default", {}).get(Status.QUEUED, 0)
         self.batches.append((len(outcomes), queued))
-        return await super().finish(outcomes)
+        return await super().record(outcomes)
 
 
 async def test_outcomes_of_jobs_that_never_let_the_worker_wait_are_recorded(
@@ -313,17 +313,17 @@ class CallLogBroker(MemoryBroker):
         super().__init__()
         self.calls: list[tuple[str, int]] = []
 
-    async def claim(
+    async def claim_for(
         self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
     ) -> list[JobRecord]:
         """Log the claim's limit, then claim."""
         self.calls.append(("claim", limit))
-        return await super().claim(queues, worker, limit, lease, now)
+        return await super().claim_for(queues, worker, limit, lease, now)
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+    async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Log the batch's size, then record it."""
         self.calls.append(("finish", len(outcomes)))
-        return await super().finish(outcomes)
+        return await super().record(outcomes)
 
 
 async def test_claims_for_freed_slots_go_before_their_outcomes(app: conveyor.Conveyor) -> None:
