@@ -1,57 +1,56 @@
-"""The worker: one task group of a batch claimer, job runners, an outcome flusher, a heartbeat
-and a sweeper, with graceful shutdown."""
+"""The worker: one task group that reads as a pipeline.
+
+    claimer -> bounded queue of claimed jobs -> runners -> batch of outcomes -> recorder
+
+beside a heartbeat (renews the leases of every job the worker holds) and a sweeper (recovers
+expired leases, applies retention). The claimer claims only for idle runners, so the queue
+never holds more than the worker can start at once and nothing waits in its memory.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
-import signal
 import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from conveyor.app import Conveyor
-from conveyor.brokers.base import Consumer, Lease, Outcome, TaskStats, WorkerInfo
+from conveyor.brokers.base import Consumer, Lease, Outcome, WorkerInfo
 from conveyor.errors import ConfigurationError
 from conveyor.execute import SyncRunner, execute
 from conveyor.job import JobRecord, Status
+from conveyor.outcomes import Outcomes
+from conveyor.tally import Tally
 
 log = logging.getLogger("conveyor.worker")
 
 EXIT_OK = 0
 EXIT_RESTART = 3  # a sync task would not stop: the supervisor should replace this process
 FLUSH_AT_EXIT = 10.0  # seconds a stopping worker keeps retrying to record outcomes
-UNKNOWN_TASK = "(unknown)"  # the stats label of every task this worker has not registered
 CLAIM_SPLIT = 20  # a claim for this many slots or more goes out as two halves at once
 
 
+class Phase(enum.Enum):
+    """Where a worker is in its life; only ever moves forward."""
+
+    CLAIMING = "claiming"
+    DRAINING = "draining"  # stop(): no more claims; running jobs get the grace period
+    KILLED = "killed"  # kill(): running jobs are interrupted and handed back at once
+
+
 class _Running:
-    __slots__ = ("job", "reason", "started", "stats", "task")
+    """A claimed job, from its claim to its outcome; ``reason`` says why it was interrupted."""
 
-    def __init__(self, job: JobRecord, stats: TaskStats) -> None:
+    __slots__ = ("job", "reason", "runner", "started")
+
+    def __init__(self, job: JobRecord) -> None:
         self.job = job
-        self.stats = stats
-        self.task: asyncio.Task[None] | None = None
-        self.reason = ""  # why we cancelled it: "cancel", "lost" or "shutdown"
-        self.started = time.perf_counter()
-
-
-async def _first(*aws: Awaitable[Any]) -> None:
-    """Wait until the first of ``aws`` completes; cancel the others."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+        self.runner: asyncio.Task[None] | None = None
+        self.reason = ""  # "cancel", "lost" or "shutdown"
+        self.started = 0.0
 
 
 class Worker:
@@ -92,87 +91,72 @@ class Worker:
         self.burst = burst
         self.grace = grace
         self.poll = poll
-        host = socket.gethostname()
-        self.id = name or f"{host}.{os.getpid()}.{os.urandom(2).hex()}"
+        self._host = socket.gethostname()
+        self.id = name or f"{self._host}.{os.getpid()}.{os.urandom(2).hex()}"
         self.broker = app.broker.copy()
         self.exit_code = EXIT_OK
-        self.stats = {"succeeded": 0, "failed": 0, "retried": 0, "cancelled": 0}
-        # Per queue, then per task; sent with each heartbeat for /metrics.
-        self._task_stats: dict[str, dict[str, TaskStats]] = {}
-        self._host = host
+        self.phase = Phase.CLAIMING
+        self.tally = Tally(app.tasks)
         self._started_at = time.time()
-        self._running: dict[str, _Running] = {}
-        self._outcomes: list[Outcome] = []
-        self._to_release: list[Lease] = []
-        self._last_claim = time.monotonic()
         self._sync = SyncRunner(concurrency)
-        self._closing = False
-        self._give_up_at = float("inf")
-        # Created in run(), on the worker's own loop.
-        self._stopping: asyncio.Event
-        self._killed: asyncio.Event
-        # Set when a slot frees, and on stop() and kill(): what a full claim loop waits for.
-        self._capacity: asyncio.Event
-        # Outcomes are recorded while the claim loop waits (the worker is full, or idle): a
-        # claim is what a freed slot waits for, and the broker would take it after them.
-        self._parked: asyncio.Event  # set while the claim loop waits
-        self._flush_due: asyncio.Event  # set when the flusher may have outcomes to record
-        self._idle: asyncio.Timeout | None = None  # the wait of an idle worker, while it waits
+        self._last_claim = time.monotonic()
+        # The pipeline. Events bind to a loop only when first awaited, so stop() may set
+        # them before run() starts (a SIGTERM at start-up).
+        self._jobs: asyncio.Queue[_Running | None] = asyncio.Queue()
+        self._running: dict[str, _Running] = {}  # claimed and not yet ended: queued or running
+        self._slot_freed = asyncio.Event()  # a runner finished a job (or the phase moved on)
+        self._killed = asyncio.Event()
+        self._outcomes = Outcomes(concurrency)
+        self._to_release: list[Lease] = []  # jobs interrupted by the shutdown
+        self._idle_wait: asyncio.Timeout | None = None  # the claimer's wait, while it waits
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: Consumer  # opened in run(), once the broker is connected
-        # stop() or kill() called before run() has made its events (a SIGTERM at start-up).
-        self._early: list[Callable[[], None]] = []
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Outcomes the broker accepted, by kind: succeeded, failed, retried, cancelled."""
+        return self.tally.totals
 
     # -- control, callable from any thread or a signal handler --------------------------
 
     def stop(self) -> None:
         """Stop claiming; running jobs get ``grace`` seconds, then are handed back."""
-
-        def soon() -> None:  # looks the events up when called: run() makes them
-            self._stopping.set()
-            self._capacity.set()  # a full worker's claim loop waits on this one alone
-            self._end_idle_wait()
-
-        self._call(soon)
+        self._move_to(Phase.DRAINING)
 
     def kill(self) -> None:
         """Stop now: running jobs are interrupted and handed back at once."""
+        self._move_to(Phase.KILLED)
 
-        def now() -> None:
-            self._stopping.set()
-            self._killed.set()
-            self._capacity.set()
-            self._end_idle_wait()
-
-        self._call(now)
-
-    def _call(self, fn: Callable[[], None]) -> None:
+    def _move_to(self, phase: Phase) -> None:
         loop = self._loop
-        if loop is None:
-            self._early.append(fn)  # run() applies it as soon as its events exist
-            return
         try:
             here = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        if here is loop:
-            fn()
+        if loop is None or here is loop:
+            self._advance(phase)
         else:
-            loop.call_soon_threadsafe(fn)
+            loop.call_soon_threadsafe(self._advance, phase)
 
-    # -- the loops ----------------------------------------------------------------------
+    def _advance(self, phase: Phase) -> None:
+        order = list(Phase)
+        if order.index(phase) <= order.index(self.phase):
+            return
+        self.phase = phase
+        if phase is Phase.KILLED:
+            self._killed.set()
+        self._slot_freed.set()  # a full claimer waits on this one alone
+        # A second stop() or kill() may come once the wait's timer has fired but before the
+        # wait unwound: it is ending already, and may not be rescheduled.
+        idle = self._idle_wait
+        if idle is not None and not idle.expired():
+            idle.reschedule(asyncio.get_running_loop().time())
+
+    # -- the pipeline -------------------------------------------------------------------
 
     async def run(self) -> int:
         """Work until stopped (or, with ``burst``, until idle); returns the exit code."""
         self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        self._killed = asyncio.Event()
-        self._capacity = asyncio.Event()
-        self._parked = asyncio.Event()
-        self._flush_due = asyncio.Event()
-        early, self._early = self._early, []
-        for fn in early:
-            fn()
         await self.broker.connect()
         self._session = self.broker.consumer(self.id, self.queues, self.lease)
         log.info(
@@ -182,21 +166,16 @@ class Worker:
         )  # fmt: skip
         try:
             async with asyncio.TaskGroup() as tg:
-                chores = [
-                    tg.create_task(self._heartbeat_loop()),
-                    tg.create_task(self._sweep_loop()),
-                ]
-                flusher = tg.create_task(self._flush_loop())
+                chores = [tg.create_task(self._heartbeat()), tg.create_task(self._sweeper())]
+                recorder = tg.create_task(self._recorder())
+                runners = [tg.create_task(self._runner()) for _ in range(self.concurrency)]
                 try:
-                    await self._claim_loop(tg)
+                    await self._claimer()
                 finally:
-                    self._parked.set()
-                    self._flush_due.set()
-                await self._drain()
-                self._closing = True
-                self._give_up_at = time.monotonic() + FLUSH_AT_EXIT
-                self._flush_due.set()
-                await flusher
+                    self._outcomes.claimer_done()
+                await self._drain(runners)
+                self._outcomes.close(time.monotonic() + FLUSH_AT_EXIT)
+                await recorder
                 for chore in chores:
                     chore.cancel()
         finally:
@@ -204,15 +183,14 @@ class Worker:
             await self._session.close()
             await self.broker.close()
             self._sync.shutdown()
-        log.info(
-            "worker %s stopped: %s", self.id, " ".join(f"{k}={v}" for k, v in self.stats.items())
-        )
+        totals = " ".join(f"{k}={v}" for k, v in self.stats.items())
+        log.info("worker %s stopped: %s", self.id, totals)
         return self.exit_code
 
-    async def _claim_loop(self, tg: asyncio.TaskGroup) -> None:
+    async def _claimer(self) -> None:
         pause = 0.1
         busy = False  # the last claim got all it asked for: more work is likely waiting
-        while not self._stopping.is_set():
+        while self.phase is Phase.CLAIMING:
             if self._sync.stuck:
                 log.critical(
                     "worker %s has a task thread that will not stop; exiting so that a fresh "
@@ -220,21 +198,21 @@ class Worker:
                     self.id,
                 )
                 self.exit_code = EXIT_RESTART
-                break
+                return
             free = self.concurrency - len(self._running)
             if free <= 0:
                 # One plain event and no helper tasks: the jobs of a batch tend to end
                 # together, and this wakes in the same pass of the loop as their ends.
-                self._capacity.clear()
-                await self._park(self._capacity.wait())
+                self._slot_freed.clear()
+                await self._outcomes.while_claimer_waits(self._slot_freed.wait())
                 continue
             try:
-                claimed = await self._claim(tg, free, split=busy)
+                claimed = await self._claim(free, split=busy)
             except Exception as exc:  # the broker is down: back off and try again
                 log.error(
                     "claim failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, pause
                 )
-                await self._park(_first(asyncio.sleep(pause), self._stopping.wait()))
+                await self._outcomes.while_claimer_waits(self._wait(pause))
                 pause = min(pause * 2, 5.0)
                 continue
             pause = 0.1
@@ -246,198 +224,131 @@ class Worker:
             busy = claimed == free
             if busy:
                 continue
-            if not claimed and self.burst and not self._running:
+            if self.burst and not claimed and not self._running:
                 log.info("worker %s: no due jobs left, burst done", self.id)
-                break
+                return
             if self.burst:  # the last job's end may be the moment to exit
-                self._capacity.clear()
-                await self._park(
-                    _first(
-                        self._session.wait(self.poll),
-                        self._stopping.wait(),
-                        self._capacity.wait(),
-                    )
-                )
-            else:
-                await self._park(self._idle_wait())
+                self._slot_freed.clear()
+            await self._outcomes.while_claimer_waits(self._wait(self.poll))
 
-    async def _park(self, waiting: Awaitable[Any]) -> None:
-        """Await ``waiting`` with the flusher free to record outcomes meanwhile."""
-        self._parked.set()
-        if self._outcomes:
-            self._flush_due.set()
-        try:
-            await waiting
-        finally:
-            self._parked.clear()
-
-    async def _idle_wait(self) -> None:
-        """Wait for the broker's wake-up in this very task, until stop() ends it early: a
-        helper task per wait would cost the job that ends it one more turn of the loop."""
-        if self._stopping.is_set():
+    async def _wait(self, seconds: float) -> None:
+        """Wait for the broker's wake-up (or, in burst mode, a job's end) in this very task,
+        until stop() ends it early: a helper task per wait would cost the job that ends it
+        one more turn of the loop."""
+        if self.phase is not Phase.CLAIMING:
             return
         idle = asyncio.timeout(None)
         try:
             async with idle:
-                self._idle = idle
-                await self._session.wait(self.poll)
+                self._idle_wait = idle
+                if self.burst:
+                    ended = asyncio.ensure_future(self._slot_freed.wait())
+                    try:
+                        woken = asyncio.ensure_future(self._session.wait(seconds))
+                        await asyncio.wait((ended, woken), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for part in (ended, woken):
+                            part.cancel()
+                        await asyncio.gather(ended, woken, return_exceptions=True)
+                else:
+                    await self._session.wait(seconds)
         except TimeoutError:
             if not idle.expired():
                 raise
         finally:
-            self._idle = None
+            self._idle_wait = None
 
-    def _end_idle_wait(self) -> None:
-        # A second stop() or kill() (SIGINT then SIGTERM) may come once the wait's timer has
-        # fired but before the wait unwinds: it is ending already, and may not be rescheduled.
-        idle = self._idle
-        if idle is not None and not idle.expired():
-            idle.reschedule(asyncio.get_running_loop().time())
-
-    async def _claim(self, tg: asyncio.TaskGroup, free: int, *, split: bool) -> int:
-        """Claim up to ``free`` jobs and start them; returns how many came."""
+    async def _claim(self, free: int, *, split: bool) -> int:
+        """Claim up to ``free`` jobs and hand them to the runners; returns how many came."""
         if not split or free < CLAIM_SPLIT:
-            return await self._claim_some(tg, free)
-        # A broker spends time on each job it hands out (Redis: tens of µs), so a big claim
-        # from a busy queue goes out as two halves at once: the jobs of the first half start
-        # while the broker is still taking the second. Together they ask for the free slots
-        # only. (An idle worker's claim is not split: it would cost the latency path a
-        # second round trip for nothing.)
+            return await self._claim_some(free)
+        # A broker spends time on each job it hands out, so a big claim from a busy queue
+        # goes out as two halves at once: the jobs of the first half start while the broker
+        # is still taking the second. Together they ask for the free slots only. (An idle
+        # worker's claim is not split: it would cost the latency path a round trip.)
         halves = await asyncio.gather(
-            self._claim_some(tg, free // 2),
-            self._claim_some(tg, free - free // 2),
+            self._claim_some(free // 2),
+            self._claim_some(free - free // 2),
             return_exceptions=True,  # let both end: the jobs of either must start
         )
-        claimed = 0
         for half in halves:
             if isinstance(half, BaseException):
                 raise half
-            claimed += half
-        return claimed
+        return sum(h for h in halves if isinstance(h, int))
 
-    async def _claim_some(self, tg: asyncio.TaskGroup, limit: int) -> int:
+    async def _claim_some(self, limit: int) -> int:
         jobs = await self._session.claim(limit, time.time())
         for job in jobs:
-            stats = self._tally(job)
-            stats.observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
-            entry = _Running(job, stats)
-            self._running[job.id] = entry
-            entry.task = tg.create_task(self._run_one(entry))
+            self.tally.of(job).observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
+            entry = self._running[job.id] = _Running(job)
+            self._jobs.put_nowait(entry)
         return len(jobs)
 
-    async def _run_one(self, entry: _Running) -> None:
+    async def _runner(self) -> None:
+        """Run claimed jobs one at a time until the queue hands it None (the shutdown)."""
+        me = asyncio.current_task()
+        while (entry := await self._jobs.get()) is not None:
+            entry.runner, entry.started = me, time.perf_counter()
+            outcome = await self._run(entry)
+            del self._running[entry.job.id]
+            self._slot_freed.set()
+            if outcome is not None:
+                self._outcomes.add(entry.job, outcome, time.perf_counter() - entry.started)
+
+    async def _run(self, entry: _Running) -> Outcome | None:
         job = entry.job
-        outcome: Outcome | None = None
         try:
-            outcome = await execute(
+            if entry.reason:  # interrupted before it started (a kill with jobs queued)
+                raise asyncio.CancelledError
+            return await execute(
                 job, self.app.tasks, worker=self.id, middleware=self.app.middleware, sync=self._sync
             )
         except asyncio.CancelledError:
+            if not entry.reason:
+                raise  # not ours: the task group is being torn down
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                task.uncancel()  # the runner goes on with the next job
             if entry.reason == "cancel":
-                outcome = Outcome(
+                return Outcome(
                     id=job.id, token=job.token, status=Status.CANCELLED, finished_at=time.time()
                 )
-            elif entry.reason == "shutdown":
+            if entry.reason == "shutdown":
                 self._to_release.append(Lease(job.id, job.token))
-            elif entry.reason != "lost":
-                raise
-        finally:
-            del self._running[job.id]
-            self._capacity.set()
-        if outcome is not None:
-            self._log_outcome(entry, outcome, time.perf_counter() - entry.started)
-            self._outcomes.append(outcome)
-            if self._may_flush():
-                self._flush_due.set()
+            return None
 
-    def _may_flush(self) -> bool:
-        """While the claim loop claims, outcomes wait for it to wait; as many as the worker
-        has slots go at once (with jobs that end as they start it may never wait)."""
-        return self._parked.is_set() or self._closing or len(self._outcomes) >= self.concurrency
-
-    def _tally(self, job: JobRecord) -> TaskStats:
-        """The stats of ``job``'s queue and task (names this worker does not know share one,
-        so that a flood of unknown names cannot grow them)."""
-        per_task = self._task_stats.get(job.queue)
-        if per_task is None:
-            per_task = self._task_stats[job.queue] = {}
-        name = job.task if job.task in self.app.tasks else UNKNOWN_TASK
-        stats = per_task.get(name)
-        if stats is None:
-            stats = per_task[name] = TaskStats()
-        return stats
-
-    def _log_outcome(self, entry: _Running, out: Outcome, took: float) -> None:
-        job, tally = entry.job, entry.stats
-        if out.status is not Status.CANCELLED:
-            tally.observe_run(took)
-        if out.status is Status.SUCCEEDED:  # the hot path: build no string unless logged
-            self.stats["succeeded"] += 1
-            tally.succeeded += 1
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "job %s %s succeeded in %s (attempt %d/%d)",
-                    job.id, job.task, _ms(took), job.attempts, job.max_attempts,
-                )  # fmt: skip
+    def _interrupt(self, entry: _Running, reason: str) -> None:
+        if entry.reason:
             return
-        what = f"job {job.id} {job.task}"
-        tries = f"attempt {job.attempts}/{job.max_attempts}"
-        err = out.error
-        if out.status in (Status.SCHEDULED, Status.QUEUED):
-            self.stats["retried"] += 1
-            tally.retried += 1
-            delay = max((out.eta or out.finished_at) - out.finished_at, 0.0)
-            log.warning(
-                "%s failed (%s): %s: %s; retry in %s",
-                what, tries, err and err.type, err and err.message, _ms(delay),
-            )  # fmt: skip
-        elif out.status is Status.FAILED:
-            self.stats["failed"] += 1
-            tally.failed += 1
-            log.error(
-                "%s failed for good (%s): %s: %s",
-                what, tries, err and err.type, err and err.message,
-            )  # fmt: skip
-        else:
-            self.stats["cancelled"] += 1
-            tally.cancelled += 1
-            log.info("%s cancelled while running", what)
+        entry.reason = reason
+        if entry.runner is not None:
+            entry.runner.cancel()
 
-    async def _flush_loop(self) -> None:
+    async def _recorder(self) -> None:
+        """Record the batches of outcomes; retry while the broker is down, within bounds."""
         pause = 0.1
-        while True:
-            await self._flush_due.wait()
-            self._flush_due.clear()
-            if not self._may_flush():
-                continue  # the claim loop went on claiming: it sets _flush_due when it waits
-            if not self._parked.is_set():
-                # A full pile, while the claim loop claims: the claims it has just made
-                # (halves run as tasks) go first, for the slots that wait on them.
-                await asyncio.sleep(0)
-            # The batch stays in the pile until recorded: its leases are renewed meanwhile.
-            batch = self._outcomes[:]
-            if batch:
-                try:
-                    refused = await self._session.finish(batch)
-                except Exception as exc:
-                    if self._killed.is_set() or time.monotonic() > self._give_up_at:
-                        # Their leases expire and another worker runs the jobs again:
-                        # at-least-once holds, at the cost of a repeat.
-                        log.error("dropping %d outcomes at shutdown: %s", len(batch), exc)
-                        return
-                    log.error("recording %d outcomes failed (%s); retrying", len(batch), exc)
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 5.0)
-                    self._flush_due.set()
-                    continue
-                del self._outcomes[: len(batch)]  # those that ended meanwhile stay
-                pause = 0.1
-                for job_id in refused:
-                    log.warning(
-                        "outcome of job %s refused: its lease passed to another worker", job_id
-                    )
-            if self._closing and not self._outcomes:
-                return
+        while (batch := await self._outcomes.next_batch()) is not None:
+            try:
+                refused = await self._session.finish([out for _, out, _ in batch])
+            except Exception as exc:
+                if self._killed.is_set() or self._outcomes.past_deadline():
+                    # Their leases expire and another worker runs the jobs again:
+                    # at-least-once holds, at the cost of a repeat.
+                    log.error("dropping %d outcomes at shutdown: %s", len(batch), exc)
+                    return
+                log.error("recording %d outcomes failed (%s); retrying", len(batch), exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                self._outcomes.again()
+                continue
+            pause = 0.1
+            self._outcomes.recorded(len(batch))
+            refused_ids = set(refused)
+            for job, out, took in batch:
+                if out.id in refused_ids:
+                    self.tally.refused(job, out)
+                else:
+                    self.tally.recorded(job, out, took)
 
     def _info(self, now: float) -> WorkerInfo:
         return WorkerInfo(
@@ -451,36 +362,31 @@ class Worker:
             running=list(self._running),
             lease=self.lease,
             # Copies: the memory broker keeps the object, and the counters go on moving.
-            stats={
-                queue: {task: stats.snapshot() for task, stats in per_task.items()}
-                for queue, per_task in self._task_stats.items()
-            },
+            stats=self.tally.snapshot(),
         )
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat(self) -> None:
         while True:
             now = time.time()
             # Jobs whose outcome waits to be recorded (the broker refused it for a while)
             # keep their leases too: else another worker would run them again.
             leases = [Lease(e.job.id, e.job.token) for e in self._running.values()]
-            leases += [Lease(o.id, o.token) for o in self._outcomes]
+            leases += self._outcomes.leases()
             try:
                 reply = await self._session.heartbeat(self._info(now), leases, now)
             except Exception as exc:
                 log.error("heartbeat failed (%s: %s)", type(exc).__name__, exc)
             else:
-                for job_id, reason in [(i, "lost") for i in reply.lost] + [
-                    (i, "cancel") for i in reply.cancel
-                ]:
-                    entry = self._running.get(job_id)
-                    if entry is not None and entry.task is not None and not entry.reason:
-                        if reason == "lost":
-                            log.warning("job %s: lease lost to another worker; stopping it", job_id)
-                        entry.reason = reason
-                        entry.task.cancel()
+                for job_id in reply.lost:
+                    if (entry := self._running.get(job_id)) is not None and not entry.reason:
+                        log.warning("job %s: lease lost to another worker; stopping it", job_id)
+                        self._interrupt(entry, "lost")
+                for job_id in reply.cancel:
+                    if (entry := self._running.get(job_id)) is not None:
+                        self._interrupt(entry, "cancel")
             await asyncio.sleep(self.lease / 3)
 
-    async def _sweep_loop(self) -> None:
+    async def _sweeper(self) -> None:
         last_prune = 0.0
         while True:
             now = time.time()
@@ -494,7 +400,7 @@ class Worker:
             except Exception as exc:
                 log.error("sweep failed (%s: %s)", type(exc).__name__, exc)
             idle = time.monotonic() - self._last_claim
-            if idle > max(60.0, 10 * self.poll) and not self._stopping.is_set():
+            if idle > max(60.0, 10 * self.poll) and self.phase is Phase.CLAIMING:
                 log.critical(
                     "worker %s has not tried to claim for %.0fs although it is free to: "
                     "is the broker reachable?",
@@ -502,26 +408,28 @@ class Worker:
                 )  # fmt: skip
             await asyncio.sleep(min(self.lease / 2, 5.0))
 
-    async def _drain(self) -> None:
-        if self._running and not self._killed.is_set():
+    async def _drain(self, runners: list[asyncio.Task[None]]) -> None:
+        """End the runners: jobs claimed still run, within the grace period unless killed;
+        then those left are interrupted and handed back."""
+        for _ in runners:
+            self._jobs.put_nowait(None)  # after every claimed job: each runner takes one
+        busy = {r for r in runners if not r.done()}
+        if self._running and self.phase is not Phase.KILLED:
             log.info(
                 "worker %s stopping: waiting up to %ss for %d running jobs",
                 self.id, self.grace, len(self._running),
             )  # fmt: skip
             deadline = time.monotonic() + self.grace
-            while self._running and not self._killed.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._capacity.clear()
-                await _first(self._capacity.wait(), self._killed.wait(), asyncio.sleep(left))
+            killed = asyncio.ensure_future(self._killed.wait())
+            try:
+                while busy and not killed.done() and (left := deadline - time.monotonic()) > 0:
+                    await asyncio.wait({*busy, killed}, timeout=left, return_when="FIRST_COMPLETED")
+                    busy = {r for r in busy if not r.done()}
+            finally:
+                killed.cancel()
         for entry in list(self._running.values()):
-            if entry.task is not None and not entry.reason:
-                entry.reason = "shutdown"
-                entry.task.cancel()
-        while self._running:
-            self._capacity.clear()
-            await self._capacity.wait()
+            self._interrupt(entry, "shutdown")
+        await asyncio.gather(*runners)
 
     async def _release_leftovers(self) -> None:
         if not self._to_release:
@@ -534,40 +442,3 @@ class Worker:
             log.error(
                 "could not hand back %d jobs (%s); their leases will expire", len(leases), exc
             )
-
-
-def run_worker(worker: Worker) -> int:
-    """Run ``worker`` on a fresh event loop (uvloop when installed) with signal handling.
-
-    SIGTERM or a first Ctrl-C stop it gracefully; a second Ctrl-C stops it now.
-    """
-
-    async def main() -> int:
-        loop = asyncio.get_running_loop()
-        presses = 0
-
-        def on_sigint() -> None:
-            nonlocal presses
-            presses += 1
-            if presses == 1:
-                log.warning("stopping gracefully (Ctrl-C again to stop now)")
-                worker.stop()
-            else:
-                log.warning("stopping now")
-                worker.kill()
-
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, worker.stop)
-        return await worker.run()
-
-    try:
-        import uvloop
-    except ImportError:
-        code = asyncio.run(main())
-    else:
-        code = uvloop.run(main())
-    if any(t.name.startswith("conveyor-task") and t.is_alive() for t in threading.enumerate()):
-        # A sync task that ignores interrupts would keep the interpreter alive forever.
-        logging.shutdown()
-        os._exit(code)
-    return code

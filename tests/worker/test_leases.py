@@ -52,6 +52,8 @@ async def test_lost_lease_outcome_is_refused(
     record = await record_of(app, job.id)
     assert (record.status, record.result, record.attempts) == (Status.SUCCEEDED, "second", 2)
     assert w1.exit_code == 0
+    # Counted and logged only as refused: the success is w2's, not w1's.
+    assert w1.stats["succeeded"] == 0
 
 
 async def test_lost_lease_noticed_by_heartbeat_stops_the_task(

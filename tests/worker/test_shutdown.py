@@ -160,7 +160,7 @@ async def test_a_second_signal_while_an_idle_wait_ends(app: conveyor.Conveyor, s
     try:
         worker = conveyor.Worker(app, poll=WAIT * 10)
         run = asyncio.create_task(worker.run())
-        await eventually(lambda: worker._idle is not None, what="the idle wait")
+        await eventually(lambda: worker._idle_wait is not None, what="the idle wait")
         worker.stop()  # ends the idle wait when its timer fires, in the next turn
         loop.call_later(0, getattr(worker, second))  # a timer due just after that one
         assert await asyncio.wait_for(run, WAIT) == 0

@@ -1,0 +1,99 @@
+"""The outcomes a worker has decided and not yet recorded, and when to record them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from conveyor.brokers.base import Lease, Outcome
+from conveyor.job import JobRecord
+
+Entry = tuple[JobRecord, Outcome, float]
+"""An outcome to record, with its job and how long the attempt ran (for the tally)."""
+
+
+class Outcomes:
+    """The pile of outcomes between a worker's runners and its recorder.
+
+    Outcomes go to the broker in batches, at the moments that cost the worker nothing: while
+    its claimer waits (for a free slot, or for work), since a claim is what a freed slot waits
+    for and the broker would take the claim after them; and whenever as many are piled as the
+    worker has slots (jobs that end as they start may never let the claimer wait). At
+    shutdown everything goes, retried until a deadline. A batch stays in the pile until the
+    broker has taken it, so that the heartbeat renews its leases meanwhile.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._pile: list[Entry] = []
+        self._slots = slots
+        self._due = asyncio.Event()  # a batch may be ready to go
+        self._claimer_waits = False
+        self._closing = False
+        self._give_up_at = float("inf")
+
+    def add(self, job: JobRecord, outcome: Outcome, took: float) -> None:
+        """Pile one outcome; wake the recorder if this is a moment to record."""
+        self._pile.append((job, outcome, took))
+        if self._may_go():
+            self._due.set()
+
+    def _may_go(self) -> bool:
+        return self._claimer_waits or self._closing or len(self._pile) >= self._slots
+
+    async def while_claimer_waits(self, waiting: Awaitable[Any]) -> None:
+        """Await ``waiting`` (the claimer's wait) with the recorder free to record meanwhile."""
+        self._claimer_waits = True
+        if self._pile:
+            self._due.set()
+        try:
+            await waiting
+        finally:
+            self._claimer_waits = False
+
+    def claimer_done(self) -> None:
+        """The claimer has ended: from now on every outcome may go at once."""
+        self._claimer_waits = True
+        self._due.set()
+
+    def close(self, give_up_at: float) -> None:
+        """No more outcomes will come: record the rest, retrying until ``give_up_at``
+        (a ``time.monotonic()`` time)."""
+        self._closing = True
+        self._give_up_at = give_up_at
+        self._due.set()
+
+    def past_deadline(self) -> bool:
+        """Whether a closed pile's deadline has passed."""
+        return time.monotonic() > self._give_up_at
+
+    async def next_batch(self) -> list[Entry] | None:
+        """The next batch to record, when it is time; None once closed and empty."""
+        while True:
+            await self._due.wait()
+            self._due.clear()
+            if not self._may_go():
+                continue  # the claimer went on claiming: it wakes us when it waits
+            if not self._claimer_waits:
+                # A full pile while the claimer claims: the claims it has just made (halves
+                # run as tasks) go first, for the slots that wait on them.
+                await asyncio.sleep(0)
+            if self._pile:
+                return self._pile[:]
+            if self._closing:
+                return None
+
+    def recorded(self, n: int) -> None:
+        """The broker took the first ``n`` (those that came meanwhile stay)."""
+        del self._pile[:n]
+        if self._pile and self._may_go():
+            self._due.set()
+
+    def again(self) -> None:
+        """Recording failed: offer the same batch again at the next call."""
+        self._due.set()
+
+    def leases(self) -> list[Lease]:
+        """The leases of the piled outcomes' jobs, which the heartbeat must keep renewing."""
+        return [Lease(out.id, out.token) for _, out, _ in self._pile]
