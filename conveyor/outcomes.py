@@ -96,4 +96,6 @@ class Outcomes:
 
     def leases(self) -> list[Lease]:
         """The leases of the piled outcomes' jobs, which the heartbeat must keep renewing."""
-        return [Lease(out.id, out.token) for _, out, _ in self._pile]
+        # Called from the heartbeat's thread: list() copies the pile in one step under the
+        # GIL, where iterating it while the loop trims its head could skip an entry.
+        return [Lease(out.id, out.token) for _, out, _ in list(self._pile)]

@@ -45,9 +45,11 @@ class Tally:
 
     def snapshot(self) -> dict[str, dict[str, TaskStats]]:
         """Copies of the per-task stats, which later observations leave unchanged."""
+        # The heartbeat's thread reads while the loop counts: dict() copies a dict in one
+        # step under the GIL, where iterating it while a new task's entry is added would fail.
         return {
-            queue: {task: stats.snapshot() for task, stats in per_task.items()}
-            for queue, per_task in self.per_queue.items()
+            queue: {task: stats.snapshot() for task, stats in dict(per_task).items()}
+            for queue, per_task in dict(self.per_queue).items()
         }
 
     def recorded(self, job: JobRecord, out: Outcome, took: float) -> None:

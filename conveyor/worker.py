@@ -16,11 +16,13 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from types import CodeType
 
 from conveyor.app import Conveyor
-from conveyor.brokers.base import Consumer, Lease, Outcome, WorkerInfo
+from conveyor.brokers.base import Consumer, HeartbeatReply, Lease, Outcome, WorkerInfo
 from conveyor.errors import ConfigurationError
 from conveyor.execute import SyncRunner, execute
+from conveyor.heartbeat import Heartbeat
 from conveyor.job import JobRecord, Status
 from conveyor.outcomes import Outcomes
 from conveyor.tally import Tally
@@ -31,6 +33,7 @@ EXIT_OK = 0
 EXIT_RESTART = 3  # a sync task would not stop: the supervisor should replace this process
 FLUSH_AT_EXIT = 10.0  # seconds a stopping worker keeps retrying to record outcomes
 CLAIM_SPLIT = 20  # a claim for this many slots or more goes out as two halves at once
+BLOCKED_REPORT = 1.0  # seconds an async task may block the event loop before it is reported
 
 
 class Phase(enum.Enum):
@@ -111,6 +114,16 @@ class Worker:
         self._idle_wait: asyncio.Timeout | None = None  # the claimer's wait, while it waits
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: Consumer  # opened in run(), once the broker is connected
+        self._heart = Heartbeat(
+            self.broker.copy(),
+            worker=self.id,
+            queues=self.queues,
+            lease=lease,
+            snapshot=self._snapshot,
+            on_reply=self._on_heartbeat,
+            culprits=self._async_jobs,
+            report_after=min(BLOCKED_REPORT, lease / 3),
+        )
 
     @property
     def stats(self) -> dict[str, int]:
@@ -159,6 +172,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         await self.broker.connect()
         self._session = self.broker.consumer(self.id, self.queues, self.lease)
+        self._heart.start()
         log.info(
             "worker %s started: queues=%s concurrency=%d lease=%ss broker=%s tasks=%d",
             self.id, ",".join(self.queues), self.concurrency, self.lease,
@@ -166,7 +180,7 @@ class Worker:
         )  # fmt: skip
         try:
             async with asyncio.TaskGroup() as tg:
-                chores = [tg.create_task(self._heartbeat()), tg.create_task(self._sweeper())]
+                sweeper = tg.create_task(self._sweeper())
                 recorder = tg.create_task(self._recorder())
                 runners = [tg.create_task(self._runner()) for _ in range(self.concurrency)]
                 try:
@@ -176,9 +190,9 @@ class Worker:
                 await self._drain(runners)
                 self._outcomes.close(time.monotonic() + FLUSH_AT_EXIT)
                 await recorder
-                for chore in chores:
-                    chore.cancel()
+                sweeper.cancel()
         finally:
+            await self._heart.stop()
             await self._release_leftovers()
             await self._session.close()
             await self.broker.close()
@@ -350,7 +364,15 @@ class Worker:
                 else:
                     self.tally.recorded(job, out, took)
 
-    def _info(self, now: float) -> WorkerInfo:
+    def _snapshot(self, now: float) -> tuple[WorkerInfo, list[Lease]]:
+        """What the heartbeat reports and renews: every job claimed and not yet ended, and
+        those whose outcome waits to be recorded (else another worker would run them again).
+        Called in the heartbeat's thread: it copies, in single steps, and changes nothing."""
+        entries = list(self._running.values())
+        leases = [Lease(e.job.id, e.job.token) for e in entries] + self._outcomes.leases()
+        return self._info(now, [e.job.id for e in entries]), leases
+
+    def _info(self, now: float, running: list[str]) -> WorkerInfo:
         return WorkerInfo(
             id=self.id,
             hostname=self._host,
@@ -359,32 +381,32 @@ class Worker:
             concurrency=self.concurrency,
             started_at=self._started_at,
             seen_at=now,
-            running=list(self._running),
+            running=running,
             lease=self.lease,
             # Copies: the memory broker keeps the object, and the counters go on moving.
             stats=self.tally.snapshot(),
         )
 
-    async def _heartbeat(self) -> None:
-        while True:
-            now = time.time()
-            # Jobs whose outcome waits to be recorded (the broker refused it for a while)
-            # keep their leases too: else another worker would run them again.
-            leases = [Lease(e.job.id, e.job.token) for e in self._running.values()]
-            leases += self._outcomes.leases()
-            try:
-                reply = await self._session.heartbeat(self._info(now), leases, now)
-            except Exception as exc:
-                log.error("heartbeat failed (%s: %s)", type(exc).__name__, exc)
-            else:
-                for job_id in reply.lost:
-                    if (entry := self._running.get(job_id)) is not None and not entry.reason:
-                        log.warning("job %s: lease lost to another worker; stopping it", job_id)
-                        self._interrupt(entry, "lost")
-                for job_id in reply.cancel:
-                    if (entry := self._running.get(job_id)) is not None:
-                        self._interrupt(entry, "cancel")
-            await asyncio.sleep(self.lease / 3)
+    def _on_heartbeat(self, reply: HeartbeatReply) -> None:
+        """Stop the jobs whose lease was lost or whose cancel was asked (on the loop)."""
+        for job_id in reply.lost:
+            if (entry := self._running.get(job_id)) is not None and not entry.reason:
+                log.warning("job %s: lease lost to another worker; stopping it", job_id)
+                self._interrupt(entry, "lost")
+        for job_id in reply.cancel:
+            if (entry := self._running.get(job_id)) is not None:
+                self._interrupt(entry, "cancel")
+
+    def _async_jobs(self) -> list[tuple[CodeType, str]]:
+        """The code of each async task running now, with its job (read by the heartbeat's
+        thread, to name a task that blocks the loop)."""
+        found = []
+        for entry in list(self._running.values()):
+            task = self.app.tasks.get(entry.job.task)
+            code = getattr(task.fn, "__code__", None) if task is not None else None
+            if entry.runner is not None and code is not None and task is not None and task.is_async:
+                found.append((code, f"job {entry.job.id} ({entry.job.task})"))
+        return found
 
     async def _sweeper(self) -> None:
         last_prune = 0.0

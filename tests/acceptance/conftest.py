@@ -55,6 +55,14 @@ TASKS = textwrap.dedent(
         raise ValueError(message)
 
 
+    @app.task
+    async def blocker(name: str, seconds: float) -> str:
+        """An async task that blocks its worker's event loop (the mistake it must survive)."""
+        (MARKS / f"{name}.started").write_text(str(os.getpid()))
+        time.sleep(seconds)
+        return f"{name} by {os.getpid()}"
+
+
     if os.environ.get("SIGTERM_AT_EXIT"):
         import atexit
         import signal

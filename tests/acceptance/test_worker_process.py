@@ -143,3 +143,22 @@ def test_burst_with_several_processes_exits_when_all_are_done(env: Env) -> None:
     assert supervisor.wait(timeout=30) == 0
     assert all(status(env, i) == "succeeded" for i in ids)
     assert "replacing it" not in env.log()
+
+
+def test_an_async_task_that_blocks_the_loop_keeps_its_job_and_is_reported(env: Env) -> None:
+    """A blocked event loop cannot renew leases on it; the heartbeat's own thread does, so
+    the other worker does not take the job over, the attempt's outcome is kept, and the log
+    names the task that blocks while it blocks."""
+    blocked = env.worker("--lease", "0.6")
+    job_id = env.enqueue("acc_tasks.blocker", "--args", '["b", 2.5]')
+    eventually((env.marks / "b.started").exists, what="the blocking job to start")
+    env.worker("--lease", "0.6")  # its sweeper would recover an expired lease at once
+    eventually(lambda: status(env, job_id) == "succeeded", what="the job to succeed")
+    job = env.job(job_id)
+    assert job["attempts"] == 1
+    assert job["result"] == f"b by {blocked.pid}"
+    log = env.log(0)
+    assert "blocked for" in log
+    assert f"by job {job_id} (acc_tasks.blocker)" in log
+    assert "ran again after being blocked" in log
+    assert "refused" not in log

@@ -37,6 +37,11 @@ async def test_lost_lease_outcome_is_refused(
     # concurrency=1 keeps the first worker from claiming the job back itself.
     async with running(app, name="w1", concurrency=1) as w1:
         await asyncio.wait_for(first_started.wait(), WAIT)
+        # Its first heartbeat (at start) is in; the next is a third of the lease away.
+        deadline = time.monotonic() + WAIT
+        while "w1" not in [w.id for w in await app.broker.workers(time.time(), 60)]:
+            assert time.monotonic() < deadline, "w1's first heartbeat never came"
+            await asyncio.sleep(0.005)
         # w1 misses its heartbeats: from the broker's view its lease has long expired.
         assert await app.broker.recover(time.time() + 3600) == [job.id]
         requeued = await record_of(app, job.id)
