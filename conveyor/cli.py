@@ -151,10 +151,11 @@ def show_table(records: Sequence[JobRecord], as_json: bool) -> None:
 
 def cmd_worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run a worker, or a supervisor of several worker processes."""
-    from conveyor.process import run_worker
+    from conveyor.process import catch_early_stop, run_worker
     from conveyor.supervisor import child_command, supervise
     from conveyor.worker import Worker
 
+    catch_early_stop()
     if args.processes < 1:
         raise UsageError(f"--processes must be at least 1, got {args.processes}")
     app = load_app(args.target)

@@ -30,7 +30,7 @@ from conveyor.tally import Tally
 log = logging.getLogger("conveyor.worker")
 
 EXIT_OK = 0
-EXIT_RESTART = 3  # a sync task would not stop: the supervisor should replace this process
+EXIT_RESTART = 3  # a sync task would not stop: the process must be replaced
 FLUSH_AT_EXIT = 10.0  # seconds a stopping worker keeps retrying to record outcomes
 CLAIM_SPLIT = 20  # a claim for this many slots or more goes out as two halves at once
 BLOCKED_REPORT = 1.0  # seconds an async task may block the event loop before it is reported
@@ -207,8 +207,8 @@ class Worker:
         while self.phase is Phase.CLAIMING:
             if self._sync.stuck:
                 log.critical(
-                    "worker %s has a task thread that will not stop; exiting so that a fresh "
-                    "process replaces it",
+                    "worker %s has a task thread that will not stop; stopping, so that a "
+                    "fresh process takes over",
                     self.id,
                 )
                 self.exit_code = EXIT_RESTART

@@ -25,6 +25,9 @@ TASKS = textwrap.dedent(
 
     app = conveyor.Conveyor()
     MARKS = pathlib.Path(os.environ["MARKS"])
+    if os.environ.get("SLOW_IMPORT"):  # a large app still loading
+        (MARKS / "importing").write_text("")
+        time.sleep(float(os.environ["SLOW_IMPORT"]))
 
 
     @app.task
@@ -53,6 +56,13 @@ TASKS = textwrap.dedent(
     @app.task
     def boom(message: str) -> None:
         raise ValueError(message)
+
+
+    @app.task(timeout=0.3)
+    def stuck(name: str, seconds: float) -> None:
+        """A sync task stuck in C past its timeout: no bytecode runs to take the interrupt."""
+        (MARKS / f"{name}.started").write_text(str(os.getpid()))
+        time.sleep(seconds)
 
 
     @app.task

@@ -162,3 +162,33 @@ def test_an_async_task_that_blocks_the_loop_keeps_its_job_and_is_reported(env: E
     assert f"by job {job_id} (acc_tasks.blocker)" in log
     assert "ran again after being blocked" in log
     assert "refused" not in log
+
+
+def test_a_worker_with_a_stuck_task_thread_restarts_itself_in_place(env: Env) -> None:
+    """A sync task stuck in C past its timeout cannot be interrupted: its job fails with the
+    timeout, and the single worker process (no supervisor) replaces itself, same pid, and
+    goes on running jobs."""
+    worker = env.worker("--grace", "0.5")
+    stuck = env.enqueue("acc_tasks.stuck", "--args", '["s", 60]')
+    eventually((env.marks / "s.started").exists, what="the stuck task to start")
+    eventually(lambda: "restarting this worker process in place" in env.log(), what="restart")
+    assert status(env, stuck) == "failed"
+    later = env.enqueue("acc_tasks.add", "--args", "[1, 2]")
+    eventually(lambda: status(env, later) == "succeeded", what="the job after the restart")
+    assert worker.poll() is None  # the same process, running again
+    started = [line for line in env.log().splitlines() if " started: queues=" in line]
+    assert len(started) == 2
+    assert all(f".{worker.pid}." in line for line in started)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
+def test_a_sigterm_while_the_worker_starts_stops_it_cleanly(env: Env) -> None:
+    """A SIGTERM that comes while the command still loads the app is kept for the worker,
+    which stops as soon as it runs: exit 0, not 143."""
+    env.env["SLOW_IMPORT"] = "1.0"
+    worker = env.worker()
+    eventually((env.marks / "importing").exists, what="the app to start loading")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert "stopped" in env.log()
