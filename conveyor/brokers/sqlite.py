@@ -114,7 +114,8 @@ def _parse_url(url: str) -> tuple[str, int]:
 def _job(row: tuple[Any, ...]) -> JobRecord:
     """A ``jobs`` row (``SELECT *``: the columns follow JobRecord's fields) as a JobRecord.
 
-    Spelled out field by field: twice as fast as building a dict, and claims call it per job.
+    Spelled out field by field rather than through a dict of the columns, which costs more,
+    as claims call it per job (benchmarks/sqlite_rows.py; figures in docs/design-notes.md).
     """
     (
         job_id, task, queue, args, kwargs, status, priority, attempts, max_attempts, eta,
