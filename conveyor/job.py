@@ -31,7 +31,8 @@ FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 PENDING = frozenset({Status.SCHEDULED, Status.QUEUED})
 UNFINISHED = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RUNNING})
 
-# The lifecycle of DESIGN.md as data: a broker applies only these moves.
+# The lifecycle of DESIGN.md as data: a broker applies only these moves, and the conformance
+# suite (tests/brokers/test_transitions.py) checks every broker against it.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SCHEDULED: frozenset({Status.QUEUED, Status.RUNNING, Status.CANCELLED}),
     Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),

@@ -149,7 +149,8 @@ class Consumer(Protocol):
     piece of state a broker keeps between a worker's calls lives in its consumer and is
     named in that consumer's class docstring (Redis: the slots it offered producers and the
     jobs they handed it; PostgreSQL: its cached looks at the queues; both: the receipts of
-    claims whose reply was lost). :meth:`close` settles all of it: nothing a consumer held
+    claims whose reply was lost; SQLite: the claims its caller gave up on while the store's
+    thread ran them). :meth:`close` settles all of it: nothing a consumer held
     is left running in the broker under its worker's name after it closes, except jobs whose
     lease the caller still holds.
     """

@@ -7,6 +7,7 @@ any thread and any event loop at once (``copy()`` returns the same object).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import threading
 import time
@@ -26,28 +27,19 @@ from conveyor.brokers.base import (
     WorkerInfo,
     decode_json,
 )
-from conveyor.brokers.session import StatelessConsumer
+from conveyor.brokers.common import LEASE_EXPIRED, Waiters
+from conveyor.brokers.common import lease_expired_error as _lease_expired
+from conveyor.brokers.session import StoreConsumer
 from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
-
-LEASE_EXPIRED = "conveyor.LeaseExpired"
 
 
 def lease_expired_error(job: JobRecord) -> ErrorInfo:
-    """The error recorded when a job's worker stopped renewing its lease."""
-    return ErrorInfo(
-        LEASE_EXPIRED,
-        f"worker {job.worker} stopped renewing the lease of attempt {job.attempts} "
-        "(it crashed, was killed or lost the broker)",
-    )
+    """The error recorded when ``job``'s worker stopped renewing its lease.
 
-
-class _Waiter:
-    __slots__ = ("event", "loop", "queues")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, queues: frozenset[str]) -> None:
-        self.loop = loop
-        self.queues = queues
-        self.event = asyncio.Event()
+    Kept here for postgres.py, which imports it from this module until it moves to
+    :func:`conveyor.brokers.common.lease_expired_error`.
+    """
+    return _lease_expired(job.worker, job.attempts)
 
 
 class MemoryBroker:
@@ -64,7 +56,7 @@ class MemoryBroker:
         self._ready: dict[str, list[tuple[int, float, str]]] = {}
         self._workers: dict[str, WorkerInfo] = {}
         self._paused: set[str] = set()
-        self._waiters: set[_Waiter] = set()
+        self._waiters = Waiters()
 
     def copy(self) -> Broker:
         """The same object: it serves every loop and thread."""
@@ -72,7 +64,7 @@ class MemoryBroker:
 
     def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
         """A worker's session: each of its calls is one atomic step of this store."""
-        return StatelessConsumer(self, worker, queues, lease)
+        return StoreConsumer(self, worker, queues, lease)
 
     async def connect(self) -> None:
         """Nothing to open."""
@@ -106,11 +98,6 @@ class MemoryBroker:
         if job.key is not None and self._keys.get(job.key) == job.id:
             del self._keys[job.key]
 
-    def _notify(self, queues: set[str]) -> None:
-        for waiter in list(self._waiters):
-            if waiter.queues & queues:
-                waiter.loop.call_soon_threadsafe(waiter.event.set)
-
     @staticmethod
     def _snapshot(job: JobRecord) -> JobRecord:
         return msgspec.structs.replace(job, args=list(job.args), kwargs=dict(job.kwargs))
@@ -132,7 +119,7 @@ class MemoryBroker:
                     self._keys[job.key] = job.id
                 self._push(job, now)
                 stored.append(self._snapshot(job))
-            self._notify({j.queue for j in stored})
+            self._waiters.notify({j.queue for j in stored})
         return stored
 
     async def claim_for(
@@ -165,26 +152,20 @@ class MemoryBroker:
 
     async def wait_for(self, queues: Sequence[str], timeout: float) -> None:
         """Return on an enqueue into ``queues``, when a scheduled job falls due, or on timeout."""
-        now = time.time()
-        with self._lock:
-            active = [q for q in queues if q not in self._paused]
-            for q in active:
-                self._promote(q, now)
-            if any(self._ready.get(q) for q in active):
-                return
-            etas = [h[0][0] for q in active if (h := self._scheduled.get(q))]
+        with self._waiters.waiting(queues) as waiter:
+            now = time.time()
+            with self._lock:
+                active = [q for q in queues if q not in self._paused]
+                for q in active:
+                    self._promote(q, now)
+                if any(self._ready.get(q) for q in active):
+                    return
+                etas = [h[0][0] for q in active if (h := self._scheduled.get(q))]
             if etas:
                 timeout = max(0.0, min(timeout, min(etas) - now))
-            waiter = _Waiter(asyncio.get_running_loop(), frozenset(queues))
-            self._waiters.add(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter.event.wait()
-        except TimeoutError:
-            pass
-        finally:
-            with self._lock:
-                self._waiters.discard(waiter)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await waiter.event.wait()
 
     async def extend(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
@@ -226,7 +207,7 @@ class MemoryBroker:
                     job.result = decode_json(out.result)
                     self._end(job, out.status, out.finished_at)
             if woken:
-                self._notify(woken)
+                self._waiters.notify(woken)
         return refused
 
     async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
@@ -246,7 +227,7 @@ class MemoryBroker:
                 job.eta = now
                 self._push(job, now)
                 woken.add(job.queue)
-            self._notify(woken)
+            self._waiters.notify(woken)
 
     async def recover(self, now: float) -> list[str]:
         """Expired leases go back to queued, or to failed when no attempts are left."""
@@ -257,7 +238,7 @@ class MemoryBroker:
                 if job.status is not Status.RUNNING or (job.lease_until or 0) > now:
                     continue
                 recovered.append(job.id)
-                job.error = lease_expired_error(job)
+                job.error = _lease_expired(job.worker, job.attempts)
                 job.worker = None
                 if job.cancel_requested:
                     self._end(job, Status.CANCELLED, now)
@@ -268,7 +249,7 @@ class MemoryBroker:
                     job.eta = now
                     self._push(job, now)
                     woken.add(job.queue)
-            self._notify(woken)
+            self._waiters.notify(woken)
         return recovered
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -301,7 +282,7 @@ class MemoryBroker:
                 self._paused.add(queue)
             else:
                 self._paused.discard(queue)
-                self._notify({queue})
+                self._waiters.notify({queue})
 
     async def paused(self) -> list[str]:
         """The paused queues, sorted."""
@@ -343,7 +324,7 @@ class MemoryBroker:
                 self._push(job, now)
                 woken.add(job.queue)
                 moved += 1
-            self._notify(woken)
+            self._waiters.notify(woken)
         return moved
 
     async def purge(self, status: Status, queue: str | None, ids: Sequence[str] | None) -> int:
@@ -397,4 +378,4 @@ class MemoryBroker:
             return out
 
 
-__all__ = ["MemoryBroker"]
+__all__ = ["LEASE_EXPIRED", "MemoryBroker", "lease_expired_error"]

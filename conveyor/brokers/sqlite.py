@@ -21,12 +21,11 @@ import contextlib
 import functools
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 import msgspec
 
@@ -42,8 +41,17 @@ from conveyor.brokers.base import (
     WorkerInfo,
     decode_json,
 )
-from conveyor.brokers.memory import lease_expired_error
-from conveyor.brokers.session import StatelessConsumer
+from conveyor.brokers.common import (
+    ForkGuard,
+    first_outcomes,
+    heartbeat_reply,
+    lease_expired_error,
+    refused_ids,
+    shared_waiters,
+    split_url,
+    whole_number,
+)
+from conveyor.brokers.session import StoreConsumer
 from conveyor.brokers.sql import queries
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
@@ -78,9 +86,7 @@ def _json(value: object) -> str:
 
 def _parse_url(url: str) -> tuple[str, int]:
     """The absolute database path and busy timeout (ms) of a ``sqlite:///path`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "sqlite":
-        raise ConfigurationError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    parts, query = split_url(url, ("sqlite",), name="SQLite", example="sqlite:///path/to/file.db")
     if parts.netloc:
         raise ConfigurationError(
             f"SQLite URL {url!r} names a host ({parts.netloc!r}): write sqlite:///relative.db "
@@ -93,49 +99,13 @@ def _parse_url(url: str) -> tuple[str, int]:
             f"SQLite URL {url!r} needs a database file, as in sqlite:///conveyor.db: workers "
             "and producers are separate processes, which cannot share an in-memory database"
         )
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    options = dict(query)
     if unknown := sorted(set(options) - {"busy_timeout"}):
         raise ConfigurationError(
             f"unknown option {unknown[0]!r} in SQLite URL {url!r}: the only one is busy_timeout"
         )
     busy_timeout = options.get("busy_timeout", str(DEFAULT_BUSY_TIMEOUT_MS))
-    if not busy_timeout.isdecimal():
-        raise ConfigurationError(
-            f"busy_timeout in SQLite URL {url!r} must be a whole number of milliseconds"
-        )
-    return os.path.realpath(path), int(busy_timeout)
-
-
-# -- wake-ups within this process --------------------------------------------------------------
-
-
-class _Waiter:
-    """One pending ``wait``: the loop it runs on, its queues and the event that ends it."""
-
-    __slots__ = ("event", "loop", "queues")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, queues: frozenset[str]) -> None:
-        self.loop = loop
-        self.queues = queues
-        self.event = asyncio.Event()
-
-
-# Per database path, the waiters of every SQLiteBroker of this process, whatever its loop
-# or thread: a change through one broker object wakes the waiters of all the others at once.
-_waiters: dict[str, set[_Waiter]] = {}
-_waiters_lock = threading.Lock()
-
-
-def _notify(path: str, queues: set[str]) -> None:
-    """Wake the waiters on ``path`` that wait for any of ``queues``."""
-    if not queues:
-        return
-    with _waiters_lock:
-        woken = [w for w in _waiters.get(path, ()) if w.queues & queues]
-    for waiter in woken:
-        # The event belongs to the waiter's loop, which may run in another thread.
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-            waiter.loop.call_soon_threadsafe(waiter.event.set)
+    return os.path.realpath(path), whole_number(url, "busy_timeout (ms)", busy_timeout)
 
 
 # -- rows and transactions -------------------------------------------------------------------
@@ -144,7 +114,8 @@ def _notify(path: str, queues: set[str]) -> None:
 def _job(row: tuple[Any, ...]) -> JobRecord:
     """A ``jobs`` row (``SELECT *``: the columns follow JobRecord's fields) as a JobRecord.
 
-    Spelled out field by field: twice as fast as building a dict, and claims call it per job.
+    Spelled out field by field rather than through a dict of the columns, which costs more,
+    as claims call it per job (benchmarks/sqlite_rows.py; figures in docs/design-notes.md).
     """
     (
         job_id, task, queue, args, kwargs, status, priority, attempts, max_attempts, eta,
@@ -297,21 +268,15 @@ def _heartbeat(
             if leases
             else []
         )
-    held = {(job_id, token): bool(cancel) for job_id, token, cancel in rows}
-    return HeartbeatReply(
-        lost=[h.id for h in leases if (h.id, h.token) not in held],
-        cancel=[h.id for h in leases if held.get((h.id, h.token))],
+    return heartbeat_reply(
+        leases, {(job_id, token): bool(cancel) for job_id, token, cancel in rows}
     )
 
 
 def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> tuple[list[str], set[str]]:
     """Returns the refused ids and the queues that got a job back (a retry)."""
     batch: list[tuple[Any, ...]] = []
-    sent: set[tuple[str, int]] = set()
-    for out in outcomes:
-        if (out.id, out.token) in sent:
-            continue  # a repeat is refused below, as the job is no longer running then
-        sent.add((out.id, out.token))
+    for out in first_outcomes(outcomes):
         if out.status in PENDING:
             # A retry: scheduled until its eta, queued when that has come already.
             eta = out.finished_at if out.eta is None else out.eta
@@ -323,13 +288,7 @@ def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> tuple[list
             batch.append((out.id, out.token, out.status, out.finished_at, result, out.error, None))
     with _transaction(conn):
         rows = conn.execute(_SQL["finish"], {"outcomes": _json(batch)}).fetchall()
-    applied = {(job_id, token) for job_id, token, _, _ in rows}
-    refused: list[str] = []
-    for out in outcomes:
-        if (out.id, out.token) in applied:
-            applied.discard((out.id, out.token))
-        else:
-            refused.append(out.id)
+    refused = refused_ids(outcomes, [(job_id, token) for job_id, token, _, _ in rows])
     return refused, {queue for _, _, queue, status in rows if status in PENDING}
 
 
@@ -344,10 +303,7 @@ def _recover(conn: sqlite3.Connection, now: float) -> tuple[list[str], set[str]]
         return [], set()
     with _transaction(conn):
         expired = sorted(conn.execute(_SQL["expired"], {"now": now}).fetchall())
-        errors = [
-            (job_id, lease_expired_error(JobRecord(id=job_id, task="", worker=w, attempts=a)))
-            for job_id, w, a in expired
-        ]
+        errors = [(job_id, lease_expired_error(w, a)) for job_id, w, a in expired]
         rows = conn.execute(_SQL["recover"], {"expired": _json(errors), "now": now}).fetchall()
     done = {job_id for job_id, _, _ in rows}
     return (
@@ -400,7 +356,8 @@ class SQLiteBroker:
         self.path, self._busy_timeout = _parse_url(url)
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used on the executor's thread only
-        self._pid = os.getpid()
+        self._fork = ForkGuard()
+        self._waiters = shared_waiters(self.path)
 
     def copy(self) -> Broker:
         """A new broker on the same file, with its own connection and thread."""
@@ -408,7 +365,7 @@ class SQLiteBroker:
 
     def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
         """A worker's session: each of its calls is one atomic step of this store."""
-        return StatelessConsumer(self, worker, queues, lease)
+        return StoreConsumer(self, worker, queues, lease)
 
     async def connect(self) -> None:
         """Open the file, switch it to WAL and create the tables if needed.
@@ -433,11 +390,11 @@ class SQLiteBroker:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _thread(self) -> ThreadPoolExecutor:
-        if self._pid != os.getpid():
+        if self._fork.forked:
             # A forked child has a copy of the parent's connection but not its thread. SQLite
             # forbids using that connection in the child, even to close it: drop it unclosed.
-            _orphans.append(self._conn)
-            self._executor, self._conn, self._pid = None, None, os.getpid()
+            self._fork.abandon(self._conn)
+            self._executor, self._conn = None, None
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
         return self._executor
@@ -540,17 +497,7 @@ class SQLiteBroker:
             conn.close()
 
     def _wake(self, queues: set[str]) -> None:
-        _notify(self.path, queues)
-
-    def _hand_back(
-        self, executor: ThreadPoolExecutor, now: float, claim: Future[list[JobRecord]]
-    ) -> None:
-        """Release the jobs of a claim whose caller was cancelled (on any thread)."""
-        if claim.cancelled() or claim.exception() is not None or not claim.result():
-            return
-        leases = [Lease(j.id, j.token) for j in claim.result()]
-        with contextlib.suppress(RuntimeError):  # closed meanwhile: the leases will expire
-            executor.submit(self._call, lambda conn: self._wake(_release(conn, leases, now)))
+        self._waiters.notify(queues)
 
     # -- the contract -------------------------------------------------------------------------
 
@@ -564,28 +511,27 @@ class SQLiteBroker:
         self._wake({j.queue for j in stored})
         return stored
 
-    async def claim_for(
+    def claim_for(
         self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
-    ) -> list[JobRecord]:
+    ) -> asyncio.Future[list[JobRecord]]:
         """Take up to ``limit`` due jobs, highest priority then oldest eta first, in one
-        transaction: promote the due scheduled jobs, then mark the chosen ones running."""
+        transaction: promote the due scheduled jobs, then mark the chosen ones running.
+
+        Returns the future of the claim on the broker's thread: cancelling a caller that
+        awaits it does not stop a claim under way there (see :class:`StoreConsumer`).
+        """
         names = list(dict.fromkeys(queues))
         if not names or limit <= 0:
-            return []
-        executor = self._thread()
-        claiming = executor.submit(
+            nothing: asyncio.Future[list[JobRecord]] = asyncio.get_running_loop().create_future()
+            nothing.set_result([])
+            return nothing
+        claiming = self._thread().submit(
             self._call,
             lambda conn: _claim(
                 conn, names, worker=worker, limit=limit, lease_until=now + lease, now=now
             ),
         )
-        try:
-            return await asyncio.wrap_future(claiming)
-        except asyncio.CancelledError:
-            # The caller gave up, but the claim may be under way on the thread: its jobs would
-            # stay leased to nobody until the lease expired, then count a lost attempt.
-            claiming.add_done_callback(functools.partial(self._hand_back, executor, now))
-            raise
+        return asyncio.wrap_future(claiming)
 
     async def wait_for(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a job may be due in ``queues``, or after ``timeout`` seconds.
@@ -597,11 +543,8 @@ class SQLiteBroker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         names = list(dict.fromkeys(queues))
-        waiter = _Waiter(loop, frozenset(names))
         # Registered before the first look at the file, so no change after it goes unseen.
-        with _waiters_lock:
-            _waiters.setdefault(self.path, set()).add(waiter)
-        try:
+        with self._waiters.waiting(names) as waiter:
             executor = self._thread()
             version: int | None = None
             # The executor changes when the broker is closed during the wait: then return.
@@ -625,9 +568,6 @@ class SQLiteBroker:
                     version = None
                 except TimeoutError:
                     pass
-        finally:
-            with _waiters_lock:
-                _waiters[self.path].discard(waiter)
 
     async def extend(
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
@@ -741,8 +681,5 @@ class SQLiteBroker:
         rows = await self._run(lambda conn: conn.execute(_SQL["list"], params).fetchall())
         return [_job(r) for r in rows]
 
-
-# Connections inherited through fork(): kept referenced so that they are never closed.
-_orphans: list[sqlite3.Connection | None] = []
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "SQLiteBroker"]

@@ -10,7 +10,7 @@ import pytest
 
 import conveyor
 from conveyor import Status
-from conveyor.brokers.memory import LEASE_EXPIRED
+from conveyor.brokers.common import LEASE_EXPIRED
 from tests.worker.support import WAIT, FailingFinishBroker, eventually, record_of, running
 
 
