@@ -9,7 +9,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import Any
 
 from conveyor.worker import EXIT_RESTART, Worker
 
@@ -44,12 +46,16 @@ def run_worker(worker: Worker) -> int:
             worker.stop()
         return await worker.run()
 
+    # Chosen outside the except block: a worker run inside it would chain the ImportError
+    # to every exception its tasks raise, and so to every stored traceback.
+    run: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop
     except ImportError:
-        code = asyncio.run(main())
+        pass
     else:
-        code = uvloop.run(main())
+        run = uvloop.run
+    code = run(main())
     # The task threads of a shut-down pool end at once unless a sync task is stuck in one,
     # which would keep the interpreter alive forever: then exit without waiting for it.
     give_up = time.monotonic() + 1.0

@@ -192,3 +192,15 @@ def test_a_sigterm_while_the_worker_starts_stops_it_cleanly(env: Env) -> None:
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
     assert "stopped" in env.log()
+
+
+def test_a_failed_jobs_traceback_is_its_own_without_uvloop(env: Env) -> None:
+    """Where uvloop is not installed, the worker's fallback to asyncio leaves no trace in the
+    tracebacks of the jobs it runs (it once chained 'No module named uvloop' to each)."""
+    (env.root / "uvloop.py").write_text('raise ImportError("no uvloop here")\n')
+    env.worker()
+    job_id = env.enqueue("acc_tasks.boom", "--args", '["bad input"]')
+    eventually(lambda: status(env, job_id) == "failed", what="the job to fail")
+    shown = env.cli("job", job_id).stdout
+    assert "ValueError: bad input" in shown
+    assert "uvloop" not in shown
