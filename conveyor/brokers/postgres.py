@@ -10,43 +10,39 @@ table.
 
 Idle workers wait on ``LISTEN``: every statement that makes a job due sends
 ``NOTIFY <schema>, '<queue>'``, which PostgreSQL delivers at commit. A dedicated connection
-per broker object listens; ``wait`` looks at the queues first (unless this broker's last
-claim just did) and sleeps no longer than the next scheduled eta.
+per broker object listens (``postgres_connection.py``), for every worker's session on it.
+
+The module is in three parts: this one, the store (enqueue, reads, admin, recovery, the
+schema); ``postgres_consumer.py``, a worker's session (claim, wait, heartbeat, finish,
+release) and the state it keeps between its calls; ``postgres_connection.py``, the URL,
+the pool and the listener.
 
 :meth:`PostgresBroker.enqueue_in` runs the enqueue on the caller's connection, inside the
 caller's transaction (see ``outbox.py``).
 
 A lost connection raises :class:`~conveyor.errors.BrokerUnavailable`; the next operation
-connects again. A claim whose answer was lost with the connection is undone at the next
-claim, so its jobs are neither lost nor charged an attempt.
+connects again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import functools
 import os
 import re
-import select
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from conveyor.brokers.base import (
     Broker,
     Consumer,
     Counts,
-    HeartbeatReply,
     JobFilter,
-    Lease,
-    Outcome,
     Retention,
     WorkerInfo,
 )
@@ -58,183 +54,34 @@ from conveyor.brokers.outbox import (
     run_sync,
     sync_driver,
 )
-from conveyor.brokers.session import StatelessConsumer
+from conveyor.brokers.postgres_connection import (
+    DEFAULT_SCHEMA,
+    Connection,
+    Listener,
+    Pool,
+    close_quietly,
+    parse_url,
+    redact,
+)
+from conveyor.brokers.postgres_consumer import PostgresConsumer
 from conveyor.brokers.sql import queries
 from conveyor.errors import BrokerUnavailable, ConfigurationError
-from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
-
-DEFAULT_SCHEMA = "conveyor"
-DEFAULT_POOL_SIZE = 4
-"""Connections per broker object (plus one that listens): a worker's claimer, outcome
-flusher, heartbeat and sweeper each get one."""
+from conveyor.job import FINISHED, JobRecord, Status
 
 _SQL_TEXT = queries("postgres")
 SCHEMA_VERSION = max(int(m[1]) for n in _SQL_TEXT if (m := re.fullmatch(r"migrate_(\d+)", n)))
 """The schema version this Conveyor writes; a newer database is refused, an older migrated."""
 
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,49}")
 _STATUS = {s.value: s for s in Status}
 _encode = msgspec.json.Encoder().encode
 _decode_job = msgspec.json.Decoder(JobRecord).decode
-_decode_jobs = msgspec.json.Decoder(list[JobRecord]).decode
 _decode_worker = msgspec.json.Decoder(WorkerInfo).decode
-
-Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
 @functools.cache
 def _statements(schema: str) -> Mapping[str, str]:
     """The named queries with the schema's name written in."""
     return {name: text.replace("{schema}", schema) for name, text in _SQL_TEXT.items()}
-
-
-def _parse_url(url: str) -> tuple[str, str, int]:
-    """The libpq connection string, the schema and the pool size of a PostgreSQL URL."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("postgresql", "postgres"):
-        raise ConfigurationError(f"not a PostgreSQL URL: {url!r} (expected postgresql://...)")
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    schema = options.pop("schema", DEFAULT_SCHEMA)
-    if not _IDENTIFIER.fullmatch(schema):
-        raise ConfigurationError(
-            f"schema {schema!r} in URL {_redact(url)!r} must be a lower-case identifier "
-            "(letters, digits and _, at most 50 characters)"
-        )
-    size = options.pop("pool_size", str(DEFAULT_POOL_SIZE))
-    if not size.isdecimal() or int(size) < 1:
-        raise ConfigurationError(f"pool_size in URL {_redact(url)!r} must be a whole number >= 1")
-    options.setdefault("connect_timeout", "10")
-    options.setdefault("application_name", "conveyor")
-    conninfo = urlunsplit(parts._replace(query=urlencode(options)))
-    try:
-        conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(f"bad PostgreSQL URL {_redact(url)!r}: {exc}") from None
-    return conninfo, schema, int(size)
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-class _OutcomeRow(msgspec.Struct):
-    id: str
-    token: int
-    status: Status
-    finished_at: float
-    result: msgspec.Raw | None
-    error: ErrorInfo | None
-    eta: float | None
-
-
-def _outcome_rows(outcomes: Sequence[Outcome]) -> list[_OutcomeRow]:
-    rows: list[_OutcomeRow] = []
-    for out in outcomes:
-        status, result, eta = out.status, None, None
-        if out.status in PENDING:  # a retry: scheduled until its eta, queued once it has come
-            eta = out.finished_at if out.eta is None else out.eta
-            status = Status.SCHEDULED if eta > out.finished_at else Status.QUEUED
-        elif out.result is not None:
-            result = msgspec.Raw(out.result)
-        rows.append(_OutcomeRow(out.id, out.token, status, out.finished_at, result, out.error, eta))
-    return rows
-
-
-# -- connections ----------------------------------------------------------------------------
-
-
-class _Pool:
-    """Up to ``size`` autocommit connections, opened when needed, for one event loop."""
-
-    def __init__(self, connect: Any, size: int) -> None:
-        self._connect = connect
-        self._idle: list[Connection] = []
-        self._slots = asyncio.Semaphore(size)
-        self._closed = False
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        async with self._slots:
-            conn = None
-            while self._idle and conn is None:
-                conn = self._idle.pop()
-                if _ended(conn):
-                    await _close_quietly(conn)
-                    conn = None
-            if conn is None:
-                conn = await self._connect()
-            try:
-                yield conn
-            except psycopg.Error:
-                if conn.broken or conn.closed or not _idle(conn) or self._closed:
-                    await _close_quietly(conn)
-                else:  # a statement failed, the connection did not
-                    self._idle.append(conn)
-                raise
-            except BaseException:
-                # Cancelled, maybe in the middle of a statement: never reuse it.
-                await _close_quietly(conn)
-                raise
-            if self._closed:  # closed while this connection was out
-                await _close_quietly(conn)
-            else:
-                self._idle.append(conn)
-
-    async def close(self) -> None:
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await _close_quietly(conn)
-
-
-def _ended(conn: Connection) -> bool:
-    """Whether the server has ended an idle connection (a restart, an idle timeout).
-
-    An idle connection has nothing to say: anything to read is the server's farewell. One
-    look at the socket, so that a restart costs no operation an error.
-    """
-    try:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    except (OSError, ValueError, psycopg.Error):
-        return True
-    return bool(readable)
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()  # looked at: asyncio would log it as never retrieved
-
-
-def _idle(conn: Connection) -> bool:
-    return conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-
-
-async def _close_quietly(conn: Connection) -> None:
-    with contextlib.suppress(Exception):
-        await conn.close()
-
-
-class _Look(NamedTuple):
-    """A look at queues (a claim or a probe): the listener's generation and the count of
-    notifications it had heard when the look began."""
-
-    generation: int
-    heard: int
-    queues: frozenset[str]
-    next_eta: float | None
-
-
-class _Waiter:
-    __slots__ = ("event", "queues")
-
-    def __init__(self, queues: frozenset[str]) -> None:
-        self.queues = queues
-        self.event = asyncio.Event()
 
 
 # -- the broker -----------------------------------------------------------------------------
@@ -249,37 +96,36 @@ class PostgresBroker:
     the connections of one broker object. The schema is created on first use; ``conveyor
     migrate`` creates it ahead, or prints its SQL.
 
+    A broker object keeps, besides facts that never change (the schema's statements, that
+    it was migrated): its pool of connections, and the listener (one ``LISTEN`` connection
+    and the counts of what it heard), which wakes every consumer session opened on this
+    object and lets each tell whether its queues were notified since it last looked. A
+    worker's own state (cached answers to "is a job due?", receipts of claims whose answer
+    was lost) lives in its session, a
+    :class:`~conveyor.brokers.postgres_consumer.PostgresConsumer`.
+
     Raises:
         ConfigurationError: the URL is malformed or has a bad option.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._conninfo, self.schema, self._pool_size = _parse_url(url)
+        self._conninfo, self.schema, self._pool_size = parse_url(url)
         self._sql = _statements(self.schema)
-        self._pool: _Pool | None = None
+        self._pool: Pool | None = None
         self._pid = os.getpid()
         self._migrated = False
-        self._listener: asyncio.Task[None] | None = None
-        self._listening: asyncio.Future[None] | None = None
-        # What the listener heard, so that wait can skip looking at the queues when the
-        # last claim looked already (see _look).
-        self._generation = 0
-        self._heard_count = 0
-        self._heard: dict[str, int] = {}  # queue -> _heard_count at its last notification
-        self._drained: _Look | None = None
-        self._probed: _Look | None = None
-        self._waiters: set[_Waiter] = set()
-        # Claims whose answer a lost connection swallowed: undone at the next claim.
-        self._lost_claims: list[dict[str, Any]] = []  # worker, started_at
+        self._listener = Listener(self._open, self._sql["listen"], self._unavailable)
 
     def copy(self) -> Broker:
         """A new broker on the same database, with its own connections."""
         return PostgresBroker(self.url)
 
     def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
-        """A worker's session: each of its calls is one atomic step of this store."""
-        return StatelessConsumer(self, worker, queues, lease)
+        """A worker's session (see :class:`~conveyor.brokers.postgres_consumer.PostgresConsumer`):
+        it keeps its own cached answers and lost-claim receipts, and shares this broker's
+        connections and listener."""
+        return PostgresConsumer(self, worker, queues, lease)
 
     async def connect(self) -> None:
         """Connect, and create or migrate the schema if needed.
@@ -293,18 +139,15 @@ class PostgresBroker:
 
     async def close(self) -> None:
         """Stop listening and close the connections; a later operation connects again."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+        await self._listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
 
-    # -- plumbing ---------------------------------------------------------------------------
+    # -- plumbing, also for the consumer sessions -------------------------------------------
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
-        return BrokerUnavailable(f"PostgreSQL {_redact(self.url)}: {exc}")
+        return BrokerUnavailable(f"PostgreSQL {redact(self.url)}: {exc}")
 
     async def _connect(self) -> Connection:
         try:
@@ -318,7 +161,7 @@ class PostgresBroker:
             try:
                 await self._migrate(conn)
             except BaseException:
-                await _close_quietly(conn)
+                await close_quietly(conn)
                 raise
         return conn
 
@@ -326,14 +169,14 @@ class PostgresBroker:
         if self._pid != os.getpid():
             # A forked child shares its parent's sockets: closing them would end the
             # parent's sessions, so they are dropped unclosed.
-            _orphans.append((self._pool, self._listener))
-            self._pool, self._listener, self._pid = None, None, os.getpid()
+            _orphans.append((self._pool, self._listener.abandon()))
+            self._pool, self._pid = None, os.getpid()
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
         self._after_fork()
         if self._pool is None:
-            self._pool = _Pool(self._open, self._pool_size)
+            self._pool = Pool(self._open, self._pool_size)
         try:
             async with self._pool.connection() as conn:
                 yield conn
@@ -341,13 +184,20 @@ class PostgresBroker:
             raise self._unavailable(exc) from exc
 
     async def _rows(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of the named statement (none for one that returns nothing)."""
         async with self._connection() as conn:
             cur = await conn.execute(self._sql[name], params)
             return await cur.fetchall() if cur.description else []
 
     async def _count(self, name: str, params: Mapping[str, Any]) -> int:
+        """The number of rows the named statement changed."""
         async with self._connection() as conn:
             return (await conn.execute(self._sql[name], params)).rowcount
+
+    async def _listen(self) -> None:
+        """Return once the listener listens (see :meth:`Listener.listen`)."""
+        self._after_fork()
+        await self._listener.listen()
 
     # -- the schema -------------------------------------------------------------------------
 
@@ -398,7 +248,7 @@ class PostgresBroker:
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
         finally:
-            await _close_quietly(conn)
+            await close_quietly(conn)
 
     def migration_sql(self) -> str:
         """The SQL that creates or migrates the schema, for teams that apply it themselves.
@@ -458,194 +308,7 @@ class PostgresBroker:
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
 
-    # -- claims and waiting -----------------------------------------------------------------
-
-    async def claim_for(
-        self, queues: Sequence[str], worker: str, limit: int, lease: float, now: float
-    ) -> list[JobRecord]:
-        """Take up to ``limit`` due jobs of the unpaused ``queues`` in one statement,
-        highest priority then oldest eta first."""
-        names = list(dict.fromkeys(queues))
-        if not names or limit <= 0:
-            return []
-        if self._lost_claims:
-            lost, self._lost_claims = self._lost_claims, []
-            try:
-                await self._count("unclaim", {"claims": _encode(lost).decode()})
-            except BaseException:
-                self._lost_claims[:0] = lost
-                raise
-        params = {
-            "queues": names,
-            "worker": worker,
-            "limit": limit,
-            "now": now,
-            "lease_until": now + lease,
-        }
-        heard = self._heard_so_far()
-        self._drained = None
-        try:
-            [(text,)] = await self._rows("claim", params)
-        except BrokerUnavailable:
-            # The claim may have committed with its answer lost: undo it at the next one.
-            self._lost_claims.append({"worker": worker, "started_at": now})
-            raise
-        jobs = [] if text is None else _decode_jobs(text)
-        if heard is not None and len(jobs) < limit:
-            self._drained = _Look(*heard, frozenset(names), None)
-        return jobs
-
-    async def wait_for(self, queues: Sequence[str], timeout: float) -> None:
-        """Return when a job may be due in the unpaused ``queues``, or after ``timeout``.
-
-        Wakes on a NOTIFY from any producer or worker, at the eta of the next scheduled job,
-        and at once when a job is due already. While the server is unreachable it just
-        sleeps ``timeout``: the caller's next claim reports the outage.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        waiter = _Waiter(frozenset(queues))
-        # Registered before the look at the queues, so no notification after it is missed.
-        self._waiters.add(waiter)
-        try:
-            try:
-                await self._listen()
-                ready, next_eta = await self._look(waiter.queues)
-            except BrokerUnavailable:
-                ready, next_eta = False, None
-            if ready or waiter.event.is_set():
-                return
-            if next_eta is not None:
-                deadline = min(deadline, loop.time() + next_eta - time.time())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(max(deadline, loop.time())):
-                    await waiter.event.wait()
-        finally:
-            self._waiters.discard(waiter)
-
-    def _heard_so_far(self) -> tuple[int, int] | None:
-        """The listener's generation and the notifications it heard, if it listens now."""
-        listening, listener = self._listening, self._listener
-        if listening is None or listener is None or listener.done() or not listening.done():
-            return None
-        return self._generation, self._heard_count
-
-    def _heard_since(self, look: _Look | None, queues: frozenset[str]) -> bool | None:
-        """Whether a notification for ``queues`` came after ``look``; None when unknown (no
-        such look, another listener since, or other queues)."""
-        if look is None or look.generation != self._generation or not queues <= look.queues:
-            return None
-        return any(self._heard.get(q, 0) > look.heard for q in queues)
-
-    async def _look(self, queues: frozenset[str]) -> tuple[bool, float | None]:
-        """Whether a job is due in ``queues``, and the next eta of their scheduled jobs.
-
-        A query, unless this broker's last claim of these queues took less than it could
-        while listening and nothing was notified since: then nothing is due (a job
-        committed later would have been notified) and the next eta is that of the last
-        query, if nothing was notified since it either and it has not come yet.
-        """
-        heard = self._heard_since(self._drained, queues)
-        if heard:
-            return True, None  # work came after that claim looked
-        probed = self._probed
-        if heard is False and probed is not None and probed.queues == queues:
-            fresh = self._heard_since(probed, queues) is False
-            if fresh and (probed.next_eta is None or probed.next_eta > time.time()):
-                return False, probed.next_eta
-        before = self._heard_so_far()
-        [(ready, next_eta)] = await self._rows("probe", {"queues": list(queues)})
-        if before is not None:
-            self._probed = _Look(*before, queues, next_eta)
-        return bool(ready), next_eta
-
-    async def _listen(self) -> None:
-        """Return once the listening connection listens; start it unless it runs.
-
-        The connection lives and dies inside one task, which close() cancels: a waiter
-        cancelled meanwhile leaves nothing open behind it.
-        """
-        self._after_fork()
-        listening = self._listening
-        if listening is None or self._listener is None or self._listener.done():
-            listening = self._listening = asyncio.get_running_loop().create_future()
-            listening.add_done_callback(_retrieve)
-            self._listener = asyncio.create_task(
-                self._notifications(listening), name="conveyor-listen"
-            )
-        await asyncio.shield(listening)
-
-    async def _notifications(self, listening: asyncio.Future[None]) -> None:
-        conn: Connection | None = None
-        try:
-            conn = await self._open()
-            await conn.execute(self._sql["listen"])
-            self._generation += 1
-            listening.set_result(None)
-            async for note in conn.notifies():
-                self._heard_count += 1
-                self._heard[note.payload] = self._heard_count
-                for waiter in self._waiters:
-                    if note.payload in waiter.queues:
-                        waiter.event.set()
-        except psycopg.Error as exc:  # lost: the next wait listens again
-            if not listening.done():
-                listening.set_exception(self._unavailable(exc))
-        except Exception as exc:
-            if not listening.done():
-                listening.set_exception(exc)
-        finally:
-            if not listening.done():
-                listening.set_exception(BrokerUnavailable("the broker was closed"))
-            # Notifications may have been missed: every waiter looks again.
-            for waiter in self._waiters:
-                waiter.event.set()
-            if conn is not None:
-                await _close_quietly(conn)
-
-    # -- leases and outcomes ----------------------------------------------------------------
-
-    async def extend(
-        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
-    ) -> HeartbeatReply:
-        """Record the worker and extend its leases still held, in one statement; report the
-        lost ones and those asked to cancel."""
-        params = {
-            "id": worker.id,
-            "info": _encode(worker).decode(),
-            "seen_at": worker.seen_at,
-            "leases": _encode(leases).decode(),
-            "lease_until": now + lease,
-        }
-        rows = await self._rows("heartbeat", params)
-        held = {(job_id, token): cancel for job_id, token, cancel in rows}
-        return HeartbeatReply(
-            lost=[h.id for h in leases if (h.id, h.token) not in held],
-            cancel=[h.id for h in leases if held.get((h.id, h.token))],
-        )
-
-    async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
-        """Apply a batch of outcomes in one statement, each only with a current token;
-        return the refused ids."""
-        if not outcomes:
-            return []
-        first: dict[tuple[str, int], Outcome] = {}
-        for out in outcomes:
-            first.setdefault((out.id, out.token), out)  # a repeat is refused below
-        batch = _encode(_outcome_rows(list(first.values()))).decode()
-        applied = set(await self._rows("finish", {"outcomes": batch}))
-        refused: list[str] = []
-        for out in outcomes:
-            if (out.id, out.token) in applied:
-                applied.discard((out.id, out.token))
-            else:
-                refused.append(out.id)
-        return refused
-
-    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as due now; the attempt does not count."""
-        if leases:
-            await self._rows("release", {"leases": _encode(leases).decode(), "now": now})
+    # -- leases -----------------------------------------------------------------------------
 
     async def recover(self, now: float) -> list[str]:
         """Expired leases go back to queued, to failed when no attempts are left, or to

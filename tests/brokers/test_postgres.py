@@ -28,7 +28,7 @@ from conveyor.brokers.postgres import SCHEMA_VERSION, PostgresBroker
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import Status
 from conveyor.testing import drain_async
-from tests.brokers.support import make_job
+from tests.brokers.support import make_job, must_get
 from tests.servers import PostgresServer
 
 
@@ -298,24 +298,56 @@ def lose_answer_of(broker: PostgresBroker, statement: str, monkeypatch: pytest.M
 async def test_a_claim_whose_answer_was_lost_is_undone(
     broker: PostgresBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Jobs claimed by a claim whose answer never arrived are claimable again at once, the
-    attempt uncounted, instead of waiting for their lease to expire."""
+    """Jobs claimed by a claim whose answer never arrived are claimable again at once by
+    the same session's next claim, the attempt uncounted, instead of waiting for their
+    lease to expire."""
     [job] = await broker.enqueue([make_job(max_attempts=1)])
+    consumer = broker.consumer("w1", ["default"], 30.0)
     lose_answer_of(broker, "claim", monkeypatch)
     with pytest.raises(BrokerUnavailable):
-        await broker.consumer("w1", ["default"], 30.0).claim(10, time.time())
-    [again] = await broker.consumer("w1", ["default"], 30.0).claim(10, time.time())
+        await consumer.claim(10, time.time())
+    [again] = await consumer.claim(10, time.time())
     assert again.id == job.id
     assert again.attempts == 1
 
 
-async def test_an_idle_wait_after_an_empty_claim_asks_nothing_yet_misses_nothing(
-    broker: PostgresBroker, pg_url: str, monkeypatch: pytest.MonkeyPatch
+async def test_close_undoes_a_claim_whose_answer_was_lost(
+    broker: PostgresBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After a claim that found nothing, wait relies on the notifications instead of
-    querying again, and a job committed between the claim and the wait still wakes it."""
-    await broker.consumer("w1", ["default"], 30.0).wait(0.01)  # listening from now on
-    assert await broker.consumer("w1", ["default"], 30.0).claim(10, time.time()) == []
+    """A session closed after a claim whose answer was lost puts that claim's jobs back
+    as they were, rather than leaving them running until their lease expires."""
+    [job] = await broker.enqueue([make_job()])
+    consumer = broker.consumer("w1", ["default"], 30.0)
+    lose_answer_of(broker, "claim", monkeypatch)
+    with pytest.raises(BrokerUnavailable):
+        await consumer.claim(10, time.time())
+    assert (await must_get(broker, job.id)).status is Status.RUNNING  # it did commit
+    await consumer.close()
+    stored = await must_get(broker, job.id)
+    assert (stored.status, stored.attempts, stored.worker) == (Status.QUEUED, 0, None)
+
+
+async def test_close_gives_up_on_a_lost_claim_when_the_server_is_gone(
+    broker: PostgresBroker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the lost claim cannot be undone at close, close says so and returns: the jobs
+    come back when their lease expires."""
+    await broker.enqueue([make_job()])
+    consumer = broker.consumer("w1", ["default"], 30.0)
+    lose_answer_of(broker, "claim", monkeypatch)
+    with pytest.raises(BrokerUnavailable):
+        await consumer.claim(10, time.time())
+
+    async def unreachable(name: str, params: Any) -> int:
+        raise BrokerUnavailable("connection refused (simulated)")
+
+    monkeypatch.setattr(broker, "_count", unreachable)
+    await consumer.close()
+    assert "could not hand back the jobs of 1 claim(s)" in caplog.text
+
+
+def count_statements(broker: PostgresBroker, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the statements ``broker`` runs from now on, as they run."""
     asked: list[str] = []
     real = broker._rows
 
@@ -324,18 +356,50 @@ async def test_an_idle_wait_after_an_empty_claim_asks_nothing_yet_misses_nothing
         return await real(name, params)
 
     monkeypatch.setattr(broker, "_rows", rows)
-    await broker.consumer("w1", ["default"], 30.0).wait(0.05)
-    await broker.consumer("w1", ["default"], 30.0).wait(0.05)
+    return asked
+
+
+async def test_an_idle_wait_after_an_empty_claim_asks_nothing_yet_misses_nothing(
+    broker: PostgresBroker, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a claim that found nothing, the session's wait relies on the notifications
+    instead of querying again, and a job committed between the claim and the wait still
+    wakes it."""
+    consumer = broker.consumer("w1", ["default"], 30.0)
+    await consumer.wait(0.01)  # listening from now on
+    assert await consumer.claim(10, time.time()) == []
+    asked = count_statements(broker, monkeypatch)
+    await consumer.wait(0.05)
+    await consumer.wait(0.05)
     assert asked == []
 
-    assert await broker.consumer("w1", ["default"], 30.0).claim(10, time.time()) == []
+    assert await consumer.claim(10, time.time()) == []
     other = PostgresBroker(pg_url)
     try:
         await other.enqueue([make_job()])
     finally:
         await other.close()
-    await asyncio.wait_for(broker.consumer("w1", ["default"], 30.0).wait(30), 5)
-    assert len(await broker.consumer("w1", ["default"], 30.0).claim(10, time.time())) == 1
+    await asyncio.wait_for(consumer.wait(30), 5)
+    assert len(await consumer.claim(10, time.time())) == 1
+
+
+async def test_sessions_on_one_broker_keep_their_own_looks(
+    broker: PostgresBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One session's claim that found nothing lets that session's wait skip its query, not
+    another's: each session's cached answers are its own, and close forgets them."""
+    drained = broker.consumer("w1", ["default"], 30.0)
+    other = broker.consumer("w2", ["default"], 30.0)
+    await drained.wait(0.01)  # listening from now on
+    assert await drained.claim(10, time.time()) == []
+    asked = count_statements(broker, monkeypatch)
+    await drained.wait(0.01)
+    assert asked == []
+    await other.wait(0.01)
+    assert asked == ["probe"]
+    await drained.close()
+    await drained.wait(0.01)
+    assert asked == ["probe", "probe"]
 
 
 async def test_workers_ride_out_a_server_restart(
