@@ -172,8 +172,9 @@ WITH claimed AS (
 SELECT json_agg(claimed ORDER BY priority DESC, eta, id)::text FROM claimed;
 
 -- name: unclaim
--- Claims whose answer was lost with the connection: the worker never got these jobs, so
--- they go back as they were, the attempt uncounted. Each entry is {"worker", "started_at"}:
+-- Claims whose answer the worker never read (the connection was lost, or the claim was
+-- cancelled while it ran): it never got these jobs, so they go back as they were, the
+-- attempt uncounted. Each entry is {"worker", "started_at"}:
 -- one claim call's worker and time.
 UPDATE {schema}.jobs SET
     status = 'queued',
