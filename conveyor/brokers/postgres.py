@@ -12,7 +12,7 @@ Idle workers wait on ``LISTEN``: every statement that makes a job due sends
 ``NOTIFY <schema>, '<queue>'``, which PostgreSQL delivers at commit. A dedicated connection
 per broker object listens (``postgres_connection.py``), for every worker's session on it.
 
-The module is in three parts: this one, the store (enqueue, reads, admin, recovery, the
+The broker is in three modules: this one holds the store (enqueue, reads, admin, recovery, the
 schema); ``postgres_consumer.py``, a worker's session (claim, wait, heartbeat, finish,
 release) and the state it keeps between its calls; ``postgres_connection.py``, the URL,
 the pool and the listener.
@@ -122,9 +122,10 @@ class PostgresBroker:
         return PostgresBroker(self.url)
 
     def consumer(self, worker: str, queues: Sequence[str], lease: float) -> Consumer:
-        """A worker's session (see :class:`~conveyor.brokers.postgres_consumer.PostgresConsumer`):
-        it keeps its own cached answers and lost-claim receipts, and shares this broker's
-        connections and listener."""
+        """A worker's session, a
+        :class:`~conveyor.brokers.postgres_consumer.PostgresConsumer`: it keeps its own
+        cached answers and lost-claim receipts, and shares this broker's connections and
+        listener."""
         return PostgresConsumer(self, worker, queues, lease)
 
     async def connect(self) -> None:
