@@ -28,7 +28,7 @@ from conveyor.brokers.postgres import SCHEMA_VERSION, PostgresBroker
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import Status
 from conveyor.testing import drain_async
-from tests.brokers.support import make_job, must_get
+from tests.brokers.support import eventually, make_job, must_get
 from tests.servers import PostgresServer
 
 
@@ -400,6 +400,29 @@ async def test_sessions_on_one_broker_keep_their_own_looks(
     await drained.close()
     await drained.wait(0.01)
     assert asked == ["probe", "probe"]
+
+
+async def test_a_session_looks_again_after_its_listener_was_lost(
+    broker: PostgresBroker, dsn: str
+) -> None:
+    """A job committed while the listening connection was down was never notified: the
+    session's next wait does not trust what it learned under the lost connection (its
+    claim found nothing), and finds the job."""
+    consumer = broker.consumer("w1", ["default"], 30.0)
+    await consumer.wait(0.01)  # listening from now on
+    assert await consumer.claim(10, time.time()) == []
+    # This loop stands still until the job is in: the listener cannot listen again before.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        [(ended,)] = conn.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE query = %s",
+            (f"LISTEN {broker.schema};",),
+        ).fetchall()
+        assert ended
+        [job] = broker.enqueue_in(conn, [make_job()])
+    # Noticed while no session waits: none is woken by the loss itself.
+    await eventually(lambda: broker._listener.mark() is None)
+    await asyncio.wait_for(consumer.wait(30), 5)
+    assert [j.id for j in await consumer.claim(10, time.time())] == [job.id]
 
 
 async def test_workers_ride_out_a_server_restart(
