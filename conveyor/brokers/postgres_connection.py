@@ -22,8 +22,8 @@ from conveyor.errors import BrokerUnavailable, ConfigurationError
 
 DEFAULT_SCHEMA = "conveyor"
 DEFAULT_POOL_SIZE = 4
-"""Connections per broker object (plus one that listens): a worker's claimer, outcome
-flusher, heartbeat and sweeper each get one."""
+"""Connections per broker object (plus one that listens): enough for a worker's two claims
+at once (it splits a big one), its outcome recorder and its sweeper."""
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
