@@ -142,8 +142,9 @@ async def test_a_claim_cancelled_in_flight_leaves_no_job_running_under_the_worke
         request.applymarker(
             pytest.mark.xfail(
                 reason="Redis keeps the receipt of a claim whose reply was lost on the broker "
-                "object, for its next claim only: its session (still StatelessConsumer) "
-                "settles nothing at close, so the jobs stay running until their lease expires",
+                "object, for its next claim only: its session (the generic StoreConsumer) "
+                "does not settle it at close, so the jobs stay running until their lease "
+                "expires",
                 strict=False,
             )
         )
