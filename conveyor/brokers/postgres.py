@@ -29,7 +29,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -46,7 +45,7 @@ from conveyor.brokers.base import (
     Retention,
     WorkerInfo,
 )
-from conveyor.brokers.memory import lease_expired_error
+from conveyor.brokers.common import ForkGuard, lease_expired_error, redact
 from conveyor.brokers.outbox import (
     async_driver,
     enqueue_statements,
@@ -61,7 +60,6 @@ from conveyor.brokers.postgres_connection import (
     Pool,
     close_quietly,
     parse_url,
-    redact,
 )
 from conveyor.brokers.postgres_consumer import PostgresConsumer
 from conveyor.brokers.sql import queries
@@ -113,7 +111,7 @@ class PostgresBroker:
         self._conninfo, self.schema, self._pool_size = parse_url(url)
         self._sql = _statements(self.schema)
         self._pool: Pool | None = None
-        self._pid = os.getpid()
+        self._fork = ForkGuard()
         self._migrated = False
         self._listener = Listener(self._open, self._sql["listen"], self._unavailable)
 
@@ -167,11 +165,9 @@ class PostgresBroker:
         return conn
 
     def _after_fork(self) -> None:
-        if self._pid != os.getpid():
-            # A forked child shares its parent's sockets: closing them would end the
-            # parent's sessions, so they are dropped unclosed.
-            _orphans.append((self._pool, self._listener.abandon()))
-            self._pool, self._pid = None, os.getpid()
+        if self._fork.forked:
+            self._fork.abandon(self._pool, self._listener.abandon())
+            self._pool = None
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
@@ -322,7 +318,7 @@ class PostgresBroker:
             {
                 "id": i,
                 "token": t,
-                "error": lease_expired_error(JobRecord(id=i, task="", worker=w, attempts=a)),
+                "error": lease_expired_error(w, a),
             }
             for i, t, w, a in expired
         ]
@@ -418,8 +414,5 @@ class PostgresBroker:
         }
         return await self._count("prune", params)
 
-
-# Pools and listeners inherited through fork(): kept referenced so that they are never closed.
-_orphans: list[object] = []
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresBroker"]

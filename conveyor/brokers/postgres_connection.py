@@ -13,11 +13,12 @@ import re
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from conveyor.brokers.common import redact, split_url, whole_number
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 
 DEFAULT_SCHEMA = "conveyor"
@@ -28,19 +29,8 @@ at once (it splits a big one), its outcome recorder and its sweeper."""
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 # -- the URL --------------------------------------------------------------------------------
-# Kept apart from the connections, and free of anything PostgreSQL-specific in redact(), so
-# that a module of helpers shared by every broker can take it over.
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,49}")
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -49,19 +39,17 @@ def parse_url(url: str) -> tuple[str, str, int]:
     Raises:
         ConfigurationError: the URL is not a PostgreSQL one, or has a bad option.
     """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("postgresql", "postgres"):
-        raise ConfigurationError(f"not a PostgreSQL URL: {url!r} (expected postgresql://...)")
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    parts, query = split_url(
+        url, ("postgresql", "postgres"), name="PostgreSQL", example="postgresql://..."
+    )
+    options = dict(query)
     schema = options.pop("schema", DEFAULT_SCHEMA)
     if not _IDENTIFIER.fullmatch(schema):
         raise ConfigurationError(
             f"schema {schema!r} in URL {redact(url)!r} must be a lower-case identifier "
             "(letters, digits and _, at most 50 characters)"
         )
-    size = options.pop("pool_size", str(DEFAULT_POOL_SIZE))
-    if not size.isdecimal() or int(size) < 1:
-        raise ConfigurationError(f"pool_size in URL {redact(url)!r} must be a whole number >= 1")
+    size = whole_number(url, "pool_size", options.pop("pool_size", str(DEFAULT_POOL_SIZE)), 1)
     options.setdefault("connect_timeout", "10")
     options.setdefault("application_name", "conveyor")
     conninfo = urlunsplit(parts._replace(query=urlencode(options)))
@@ -69,7 +57,7 @@ def parse_url(url: str) -> tuple[str, str, int]:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(f"bad PostgreSQL URL {redact(url)!r}: {exc}") from None
-    return conninfo, schema, int(size)
+    return conninfo, schema, size
 
 
 # -- the pool -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import msgspec
 
 from conveyor.brokers.base import HeartbeatReply, Lease, Outcome, WorkerInfo
+from conveyor.brokers.common import first_outcomes, heartbeat_reply, refused_ids
 from conveyor.errors import BrokerUnavailable
 from conveyor.job import PENDING, ErrorInfo, JobRecord, Status
 
@@ -215,29 +216,16 @@ class PostgresConsumer:
             "lease_until": now + self.lease,
         }
         rows = await self._store._rows("heartbeat", params)
-        held = {(job_id, token): cancel for job_id, token, cancel in rows}
-        return HeartbeatReply(
-            lost=[h.id for h in leases if (h.id, h.token) not in held],
-            cancel=[h.id for h in leases if held.get((h.id, h.token))],
-        )
+        return heartbeat_reply(leases, {(job_id, token): cancel for job_id, token, cancel in rows})
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Apply a batch of outcomes in one statement, each only with a current token;
         return the refused ids."""
         if not outcomes:
             return []
-        first: dict[tuple[str, int], Outcome] = {}
-        for out in outcomes:
-            first.setdefault((out.id, out.token), out)  # a repeat is refused below
-        batch = _encode(_outcome_rows(list(first.values()))).decode()
-        applied = set(await self._store._rows("finish", {"outcomes": batch}))
-        refused: list[str] = []
-        for out in outcomes:
-            if (out.id, out.token) in applied:
-                applied.discard((out.id, out.token))
-            else:
-                refused.append(out.id)
-        return refused
+        batch = _encode(_outcome_rows(first_outcomes(outcomes))).decode()
+        applied = await self._store._rows("finish", {"outcomes": batch})
+        return refused_ids(outcomes, applied)
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as due now; the attempt does not count."""
