@@ -90,11 +90,23 @@ class EnqueueOptions(TypedDict, total=False):
     connection: object | None
 
 
+OPTION_NAMES = tuple(EnqueueOptions.__annotations__)
+"""The options :meth:`Task.options` and :meth:`Conveyor.enqueue` take."""
+
+
 def make_options(**given: Unpack[EnqueueOptions]) -> Options:
     """Validate enqueue options into an :class:`Options`; raises ConfigurationError.
 
     ``connection`` is not an option of the job: the caller passes it to the broker.
     """
+    unknown = sorted(set(given) - set(OPTION_NAMES))
+    if unknown:
+        # A misspelt option (delai=30) would otherwise be dropped without a word, and the job
+        # run at once: refuse it where it was written.
+        raise ConfigurationError(
+            f"unknown enqueue option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; the options are {', '.join(OPTION_NAMES)}"
+        )
     queue, priority, key = given.get("queue"), given.get("priority"), given.get("key")
     delay, eta, retries = given.get("delay"), given.get("eta"), given.get("retries")
     if delay is not None and eta is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from conveyor import Conveyor
 from conveyor.errors import ConfigurationError, PayloadTooLarge, SerializationError
 from conveyor.job import Status
 from conveyor.retry import Policy
@@ -55,6 +56,21 @@ def test_bad_options_are_a_configuration_error(kwargs: dict[str, Any], message: 
     """Each bad option raises ConfigurationError with a message saying what is wrong."""
     with pytest.raises(ConfigurationError, match=message):
         make_options(**kwargs)
+
+
+def test_an_unknown_option_is_refused_naming_the_known_ones() -> None:
+    """A misspelt option fails at the call, not silently at run time."""
+    app = Conveyor("memory://")
+
+    @app.task
+    def later() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="unknown enqueue option 'delai'") as caught:
+        later.options(delai=30)  # type: ignore[call-arg]
+    assert "queue, priority, delay, eta, key, retries, timeout, connection" in str(caught.value)
+    with pytest.raises(ConfigurationError, match="options 'delai', 'prio'"):
+        app.enqueue("x", delai=30, prio=1)  # type: ignore[call-arg]
+    app.close()
 
 
 SETTINGS = TaskSettings(
