@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import datetime as dt
 import importlib
@@ -14,13 +15,20 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 
 from conveyor.app import Conveyor
-from conveyor.brokers.base import Broker, JobFilter
-from conveyor.errors import ConfigurationError, ConveyorError, JobNotFound, MissingDependency
+from conveyor.brokers.base import Broker, Counts, JobFilter
+from conveyor.errors import (
+    ConfigurationError,
+    ConveyorError,
+    JobNotFound,
+    MissingDependency,
+    UnknownTask,
+)
 from conveyor.job import FINISHED, JobRecord, Status
 
 T = TypeVar("T")
@@ -31,6 +39,47 @@ class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 2."""
 
 
+def _conveyor_names(source: Path) -> list[str]:
+    """The module-level names assigned ``Conveyor(...)`` in ``source``, read without running it."""
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    names = []
+    value: ast.expr | None
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            value, targets = node.value, node.targets
+        elif isinstance(node, ast.AnnAssign):
+            value, targets = node.value, [node.target]
+        else:
+            continue
+        callee = value.func if isinstance(value, ast.Call) else None
+        called = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+        if called == "Conveyor":
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _app_path_for_file(path: str, attr: str) -> str | None:
+    """``module:attribute`` for an app given as a file (``tasks.py``, ``./pkg/tasks.py``).
+
+    The file is parsed, not imported: importing runs its top level, which may do anything.
+    """
+    if not path.endswith(".py") and "/" not in path and os.sep not in path:
+        return None
+    relative = os.path.relpath(os.path.normpath(path.removesuffix(".py")))
+    if relative.startswith(".."):
+        relative = os.path.basename(relative)  # outside here: run from its own directory
+    module = relative.replace(os.sep, ".").replace("/", ".")
+    if attr:
+        return f"{module}:{attr}"
+    names = _conveyor_names(Path(path.removesuffix(".py") + ".py"))
+    if len(names) == 1:
+        return f"{module}:{names[0]}"
+    return f"{module}:ATTRIBUTE (the name of its Conveyor app)" if names else f"{module}:app"
+
+
 def load_app(path: str | None) -> Conveyor:
     """Import ``module:attribute`` (attribute defaults to ``app``) and return the Conveyor."""
     path = path or os.environ.get("CONVEYOR_APP")
@@ -38,6 +87,12 @@ def load_app(path: str | None) -> Conveyor:
         url = os.environ.get("CONVEYOR_URL")
         return Conveyor(url)
     module_name, _, attr = path.partition(":")
+    suggestion = _app_path_for_file(module_name, attr)
+    if suggestion is not None:
+        raise UsageError(
+            f"the app is a module path, not a file: did you mean {suggestion!r}? "
+            "(run from the directory the module is imported from)"
+        )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -158,6 +213,12 @@ def cmd_worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
     catch_early_stop()
     if args.processes < 1:
         raise UsageError(f"--processes must be at least 1, got {args.processes}")
+    if not (args.target or os.environ.get("CONVEYOR_APP")):
+        # Without the app a worker knows no task: it would start and fail every job it claims.
+        raise UsageError(
+            "conveyor worker needs the app whose tasks it runs: give it as module:attribute "
+            "(conveyor worker tasks:app) or set $CONVEYOR_APP"
+        )
     app = load_app(args.target)
     if args.processes > 1:
         # child_command appends `--processes 1`; argparse keeps an option's last value,
@@ -178,21 +239,56 @@ def cmd_worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return code
 
 
+def parse_eta(text: str | None) -> float | dt.datetime | None:
+    """``--eta``: Unix epoch seconds, or an ISO-8601 time (local time unless it has an offset)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--eta must be an ISO-8601 time (2030-01-31T09:00, +02:00 or Z for a zone) "
+            f"or Unix epoch seconds, got {text!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.astimezone()
+
+
+def _check_known(app: Conveyor, name: str) -> None:
+    """Refuse a task the app does not register, as the HTTP API does."""
+    if name in app.tasks:
+        return
+    known = ", ".join(sorted(app.tasks)) or "none"
+    raise UnknownTask(
+        f"unknown task {name!r}: the app registers no task by that name (its tasks: {known}); "
+        "pass --allow-unknown to enqueue it for a worker of another app"
+    )
+
+
 def cmd_enqueue(args: argparse.Namespace) -> int:
     """Enqueue one job by task name and print its id."""
     app = app_for(args)
-    job = app.enqueue(
-        args.name,
-        args=parse_json(args.args, "--args", list),
-        kwargs=parse_json(args.kwargs, "--kwargs", dict),
-        queue=args.queue,
-        priority=args.priority,
-        delay=args.delay,
-        key=args.key,
-        retries=args.retries,
-    )
-    print(_to_json(job.record) if args.json else job.id)
-    app.close()
+    try:
+        if not args.url and not args.allow_unknown and (args.app or os.environ.get("CONVEYOR_APP")):
+            _check_known(app, args.name)
+        job = app.enqueue(
+            args.name,
+            args=parse_json(args.args, "--args", list),
+            kwargs=parse_json(args.kwargs, "--kwargs", dict),
+            queue=args.queue,
+            priority=args.priority,
+            delay=args.delay,
+            eta=parse_eta(args.eta),
+            key=args.key,
+            retries=args.retries,
+            timeout=args.timeout,
+        )
+        print(_to_json(job.record) if args.json else job.id)
+    finally:
+        app.close()
     return 0
 
 
@@ -218,17 +314,43 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_queues(args: argparse.Namespace) -> int:
-    """Show how many jobs each queue holds, per status."""
-    counts = run_on_broker(app_for(args), lambda b: b.counts())
+    """Show how many jobs each queue holds, per status; or pause or resume one queue."""
+    if args.action is not None:
+        return _pause_or_resume(args)
+    if args.name is not None:
+        raise UsageError(f"queues: {args.name!r} is not pause or resume")
+
+    async def look(broker: Broker) -> tuple[Counts, list[str]]:
+        return await broker.counts(), await broker.paused()
+
+    counts, paused = run_on_broker(app_for(args), look)
     if args.json:
         print(json.dumps({q: {s.value: n for s, n in c.items()} for q, c in counts.items()}))
         return 0
     statuses = list(Status)
-    print(f"{'QUEUE':<16}" + "".join(f"{s.value:>11}" for s in statuses))
-    for queue in sorted(counts):
-        print(f"{queue:<16}" + "".join(f"{counts[queue].get(s, 0):>11}" for s in statuses))
-    if not counts:
+    print(f"{'QUEUE':<16}" + "".join(f"{s.value:>11}" for s in statuses) + "  PAUSED")
+    for queue in sorted(set(counts) | set(paused)):
+        per = counts.get(queue, {})
+        mark = "  yes" if queue in paused else ""
+        print(f"{queue:<16}" + "".join(f"{per.get(s, 0):>11}" for s in statuses) + mark)
+    if not counts and not paused:
         print("(no jobs)")
+    return 0
+
+
+def _pause_or_resume(args: argparse.Namespace) -> int:
+    if not args.name:
+        raise UsageError(
+            f"queues {args.action}: name the queue, e.g. conveyor queues {args.action} emails"
+        )
+    paused = args.action == "pause"
+    run_on_broker(app_for(args), lambda b: b.set_paused(args.name, paused))
+    if args.json:
+        print(json.dumps({"name": args.name, "paused": paused}))
+    elif paused:
+        print(f"queue {args.name} paused: no worker claims its jobs until it is resumed")
+    else:
+        print(f"queue {args.name} resumed")
     return 0
 
 
@@ -237,13 +359,32 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     record = run_on_broker(app_for(args), lambda b: b.cancel(args.id, time.time()))
     if record is None:
         raise JobNotFound(f"no job with id {args.id!r}")
-    if record.status in FINISHED and record.status is not Status.CANCELLED:
+    if args.json:
+        print(_to_json(record))
+    elif record.status in FINISHED and record.status is not Status.CANCELLED:
         print(f"job {record.id} already {record.status.value}; nothing to cancel")
     elif record.cancel_requested:
         print(f"job {record.id} is running; its worker will cancel it at its next heartbeat")
     else:
         print(f"job {record.id} cancelled")
     return 0
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 failed job``, ``2 failed jobs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+async def _not_failed(broker: Broker, ids: Sequence[str]) -> list[str]:
+    """What is wrong with each of ``ids`` that is not a failed job, one phrase each."""
+    wrong = []
+    for job_id in dict.fromkeys(ids):
+        record = await broker.get(job_id)
+        if record is None:
+            wrong.append(f"no job with id {job_id!r}")
+        elif record.status is not Status.FAILED:
+            wrong.append(f"job {job_id} is {record.status.value}, not failed")
+    return wrong
 
 
 def cmd_failed(args: argparse.Namespace) -> int:
@@ -256,12 +397,24 @@ def cmd_failed(args: argparse.Namespace) -> int:
         return 0
     if ids is None and not args.all and args.queue is None:
         raise UsageError(f"failed {args.action}: name job ids, or --queue Q, or --all")
-    if args.action == "retry":
-        n = run_on_broker(app, lambda b: b.retry_failed(ids, args.queue, time.time()))
-        print(f"{n} failed jobs queued again")
+
+    async def act(broker: Broker) -> tuple[int, list[str]]:
+        # Looked at first, so that the message can say why an id was not moved; the move
+        # itself stays one atomic step that skips whatever is not failed by then.
+        wrong = await _not_failed(broker, ids) if ids else []
+        if args.action == "retry":
+            return await broker.retry_failed(ids, args.queue, time.time()), wrong
+        return await broker.purge(Status.FAILED, args.queue, ids), wrong
+
+    n, wrong = run_on_broker(app, act)
+    done = "queued again" if args.action == "retry" else "deleted"
+    if args.json:
+        print(json.dumps({"count": n, "errors": wrong}))
     else:
-        n = run_on_broker(app, lambda b: b.purge(Status.FAILED, args.queue, ids))
-        print(f"{n} failed jobs deleted")
+        print(f"{plural(n, 'failed job')} {done}")
+    if wrong:
+        # As rm does with a missing file: the others are done, the exit code says not all.
+        raise ConveyorError(f"failed {args.action}: " + "; ".join(wrong))
     return 0
 
 
@@ -270,14 +423,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     app = app_for(args)
     scheme = app.url.partition(":")[0].lower()
     if scheme not in ("postgresql", "postgres"):
-        print(f"nothing to migrate: the {scheme}:// broker creates what it needs on first use")
+        if args.json:
+            print(json.dumps({"broker": scheme, "migrated": False}))
+        else:
+            print(f"nothing to migrate: the {scheme}:// broker creates what it needs on first use")
         return 0
     from conveyor.brokers.postgres import PostgresBroker
 
     broker = app.broker
     assert isinstance(broker, PostgresBroker)
     if args.sql:
-        print(broker.migration_sql(), end="")
+        sql = broker.migration_sql()
+        print(
+            json.dumps({"broker": scheme, "sql": sql}) if args.json else sql,
+            end="\n" if args.json else "",
+        )
         return 0
 
     async def migrate() -> tuple[int, int]:
@@ -287,7 +447,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             await broker.close()
 
     before, after = asyncio.run(migrate())
-    if before == after:
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "broker": scheme,
+                    "schema": broker.schema,
+                    "migrated": before != after,
+                    "from": before,
+                    "to": after,
+                }
+            )
+        )
+    elif before == after:
         print(f"PostgreSQL schema {broker.schema} is up to date (version {after})")
     else:
         print(f"PostgreSQL schema {broker.schema} migrated from version {before} to {after}")
@@ -361,13 +533,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     s.add_argument("--access-log", action="store_true", help="log every request")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="conveyor", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    parser.add_argument("--log-file", help="append logs to this file instead of stderr")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     w = sub.add_parser("worker", help="run a worker")
     w.add_argument("target", nargs="?", help="the app as module:attribute (or $CONVEYOR_APP)")
     w.add_argument("-Q", "--queues", default="default", help="comma-separated queues")
@@ -379,8 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--log-level", dest="worker_log_level", help=argparse.SUPPRESS)
     w.add_argument("--log-file", dest="worker_log_file", help="append logs to this file")
 
-    _serve_parser(sub)
 
+def _enqueue_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("enqueue", help="enqueue a job by task name")
     e.add_argument("name", help="the task's registered name, e.g. tasks.send_email")
     e.add_argument("--args", default="[]", help="positional arguments as a JSON list")
@@ -388,9 +554,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--queue")
     e.add_argument("--priority", type=int)
     e.add_argument("--delay", type=float, help="seconds before it is due")
+    e.add_argument(
+        "--eta", help="when it is due: ISO-8601 (local time unless it has an offset) or epoch"
+    )
     e.add_argument("--key", help="uniqueness key")
-    e.add_argument("--retries", type=int)
+    e.add_argument("--retries", type=int, help="retries after the first attempt")
+    e.add_argument("--timeout", type=float, help="seconds one attempt may run")
+    e.add_argument(
+        "--allow-unknown", action="store_true", help="enqueue a task the app does not register"
+    )
     _common(e)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="conveyor", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--log-file", help="append logs to this file instead of stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _worker_parser(sub)
+    _serve_parser(sub)
+    _enqueue_parser(sub)
 
     j = sub.add_parser("job", help="show one job")
     j.add_argument("id")
@@ -403,12 +588,14 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--limit", type=int, default=50)
     _common(js)
 
-    q = sub.add_parser("queues", help="jobs per queue and status")
+    q = sub.add_parser("queues", help="jobs per queue and status; pause or resume a queue")
+    q.add_argument("action", nargs="?", choices=["pause", "resume"], help="pause or resume NAME")
+    q.add_argument("name", nargs="?", help="the queue to pause or resume")
     _common(q)
 
     c = sub.add_parser("cancel", help="cancel a job")
     c.add_argument("id")
-    _common(c, json_flag=False)
+    _common(c)
 
     f = sub.add_parser("failed", help="the dead-letter queue: list, retry or purge failed jobs")
     f.add_argument("action", choices=["list", "retry", "purge"])
@@ -420,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema (or print it)")
     m.add_argument("--sql", action="store_true", help="print the SQL instead of applying it")
-    _common(m, json_flag=False)
+    _common(m)
     return parser
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+
 TASKS = textwrap.dedent(
     '''
     """Tasks the acceptance tests run; they talk back through files in MARKS."""
@@ -100,7 +102,8 @@ class Env:
             "CONVEYOR_URL": self.url,
             "CONVEYOR_APP": "acc_tasks:app",
             "MARKS": str(self.marks),
-            "PYTHONPATH": str(root),
+            # This checkout's conveyor, not whichever one the venv has installed.
+            "PYTHONPATH": os.pathsep.join([str(root), str(CHECKOUT)]),
         }
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []

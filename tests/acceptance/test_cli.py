@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 
 import pytest
 
+from conveyor.cli import build_parser
 from tests.acceptance.conftest import Env
 
 
@@ -44,6 +47,19 @@ def test_enqueue_show_list_and_cancel(env: Env) -> None:
         (["failed", "retry"], 2, "name job ids, or --queue Q, or --all"),
         (["worker", "acc_tasks:app", "--processes", "0"], 2, "--processes must be at least 1"),
         (["worker", "acc_tasks:app", "--concurrency", "0"], 1, "concurrency must be at least 1"),
+        (["worker", "acc_tasks.py"], 2, "did you mean 'acc_tasks:app'?"),
+        (["worker", "./acc_tasks.py"], 2, "did you mean 'acc_tasks:app'?"),
+        (["jobs", "--app", "acc_tasks.py:other"], 2, "did you mean 'acc_tasks:other'?"),
+        (["enqueue", "acc_tasks.ad"], 1, "unknown task 'acc_tasks.ad'"),
+        (["enqueue", "acc_tasks.add", "--eta", "soon"], 2, "--eta must be an ISO-8601 time"),
+        (
+            ["enqueue", "acc_tasks.add", "--args", "[1, 2]", "--eta", "1", "--delay", "1"],
+            1,
+            "either",
+        ),
+        (["queues", "pause"], 2, "queues pause: name the queue"),
+        (["failed", "retry", "0000", "0001"], 1, "no job with id '0000'; no job with id '0001'"),
+        (["failed", "purge", "0000"], 1, "failed purge: no job with id '0000'"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(
@@ -55,3 +71,104 @@ def test_errors_are_one_line_and_exit_non_zero(
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_worker_without_an_app_refuses_to_start(env: Env) -> None:
+    """No app and no $CONVEYOR_APP: a worker would know no task, so it does not start."""
+    del env.env["CONVEYOR_APP"]
+    done = env.cli("worker", "--burst", check=False)
+    assert done.returncode == 2
+    assert "conveyor worker tasks:app" in done.stderr
+    assert "$CONVEYOR_APP" in done.stderr
+
+
+def test_a_file_suggests_the_apps_own_name(env: Env) -> None:
+    """The suggestion for a file names the Conveyor it assigns, found without running it."""
+    (env.root / "jobs").mkdir()
+    (env.root / "jobs" / "mail.py").write_text(
+        "import conveyor\nraise SystemExit('imported')\nqueue = conveyor.Conveyor()\n"
+    )
+    done = env.cli("worker", "jobs/mail.py", check=False)
+    assert done.returncode == 2
+    assert "did you mean 'jobs.mail:queue'?" in done.stderr
+
+
+def test_enqueue_names_the_known_tasks_of_the_app(env: Env) -> None:
+    """An unknown task is refused with the app's tasks; --allow-unknown or --url take it."""
+    refused = env.cli("enqueue", "acc_tasks.ad", check=False)
+    assert "its tasks: acc_tasks.add, acc_tasks.boom, acc_tasks.hold" in refused.stderr
+    assert env.cli("jobs", "--json").stdout.strip() == "[]"
+    other = env.enqueue("other.task", "--allow-unknown")
+    assert env.job(other)["task"] == "other.task"
+    by_url = env.enqueue("other.task", "--url", env.url)
+    assert env.job(by_url)["task"] == "other.task"
+
+
+def test_enqueue_takes_an_eta_and_a_timeout(env: Env) -> None:
+    """--eta as ISO-8601 (with a zone, or local time) or epoch seconds; --timeout seconds."""
+    at = env.enqueue("acc_tasks.add", "--args", "[1, 2]", "--eta", "2030-01-31T09:00:00+00:00")
+    assert env.job(at)["eta"] == dt.datetime(2030, 1, 31, 9, tzinfo=dt.UTC).timestamp()
+    local = env.enqueue("acc_tasks.add", "--args", "[1, 2]", "--eta", "2030-01-31T09:00")
+    assert env.job(local)["eta"] == dt.datetime(2030, 1, 31, 9).timestamp()
+    epoch = env.enqueue("acc_tasks.add", "--args", "[1, 2]", "--eta", "1900000000.5")
+    assert env.job(epoch)["eta"] == 1900000000.5
+    assert env.job(epoch)["status"] == "scheduled"
+    timed = env.enqueue("acc_tasks.add", "--args", "[1, 2]", "--timeout", "2.5")
+    assert env.job(timed)["timeout"] == 2.5
+
+
+def test_queues_are_paused_and_resumed(env: Env) -> None:
+    """queues pause NAME stops claims from it (a worker in --burst leaves its job); resume."""
+    job_id = env.enqueue("acc_tasks.add", "--args", "[1, 2]", "--queue", "math")
+    assert "queue math paused" in env.cli("queues", "pause", "math").stdout
+    assert env.cli("queues").stdout.splitlines()[1].endswith("  yes")
+    assert env.worker("-Q", "math", "--burst").wait(timeout=30) == 0
+    assert env.job(job_id)["status"] == "queued"
+    assert env.cli("queues", "resume", "math").stdout.strip() == "queue math resumed"
+    assert not env.cli("queues").stdout.splitlines()[1].endswith("yes")
+    assert env.worker("-Q", "math", "--burst").wait(timeout=30) == 0
+    assert env.job(job_id)["result"] == 3
+
+
+def test_every_command_that_prints_takes_json(env: Env) -> None:
+    """--json is accepted wherever something is printed, and what is printed is JSON."""
+    assert {c for c in _subcommands() if "--json" not in _subcommands()[c]} == {
+        "worker",
+        "serve",
+    }
+    job_id = json.loads(env.cli("enqueue", "acc_tasks.add", "--args", "[1, 2]", "--json").stdout)[
+        "id"
+    ]
+    printed = {
+        "job": json.loads(env.cli("job", job_id, "--json").stdout)["id"],
+        "jobs": [j["id"] for j in json.loads(env.cli("jobs", "--json").stdout)],
+        "queues": json.loads(env.cli("queues", "--json").stdout),
+        "pause": json.loads(env.cli("queues", "pause", "q", "--json").stdout),
+        "resume": json.loads(env.cli("queues", "resume", "q", "--json").stdout),
+        "cancel": json.loads(env.cli("cancel", job_id, "--json").stdout)["status"],
+        "failed list": json.loads(env.cli("failed", "list", "--json").stdout),
+        "failed retry": json.loads(env.cli("failed", "retry", "--all", "--json").stdout),
+        "failed purge": json.loads(env.cli("failed", "purge", "--all", "--json").stdout),
+        "migrate": json.loads(env.cli("migrate", "--json").stdout),
+    }
+    assert printed == {
+        "job": job_id,
+        "jobs": [job_id],
+        "queues": {"default": {"queued": 1}},
+        "pause": {"name": "q", "paused": True},
+        "resume": {"name": "q", "paused": False},
+        "cancel": "cancelled",
+        "failed list": [],
+        "failed retry": {"count": 0, "errors": []},
+        "failed purge": {"count": 0, "errors": []},
+        "migrate": {"broker": "sqlite", "migrated": False},
+    }
+
+
+def _subcommands() -> dict[str, set[str]]:
+    """Each subcommand of ``conveyor`` and its option strings."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {
+        name: {o for a in p._actions for o in a.option_strings} for name, p in sub.choices.items()
+    }

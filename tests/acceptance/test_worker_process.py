@@ -125,11 +125,14 @@ def test_failed_jobs_are_listed_redriven_and_purged(env: Env) -> None:
     listing = env.cli("failed", "list").stdout
     assert job_id in listing
     assert "ValueError: kaput" in listing
-    assert "1 failed jobs queued again" in env.cli("failed", "retry", job_id).stdout
+    retried = env.cli("failed", "retry", job_id, "0000", check=False)
+    assert "1 failed job queued again" in retried.stdout
+    assert retried.returncode == 1
+    assert retried.stderr.strip() == "conveyor: error: failed retry: no job with id '0000'"
     assert status(env, job_id) == "queued"
     assert env.worker("--burst").wait(timeout=30) == 0
     assert status(env, job_id) == "failed"
-    assert "1 failed jobs deleted" in env.cli("failed", "purge", "--all").stdout
+    assert "1 failed job deleted" in env.cli("failed", "purge", "--all").stdout
     assert env.cli("job", job_id, check=False).returncode == 1
     queues = json.loads(env.cli("queues", "--json").stdout)
     assert queues == {}

@@ -64,7 +64,8 @@ def test_serve_sums_the_metrics_of_every_worker_process(
     env = {
         **os.environ,
         "CONVEYOR_URL": f"sqlite:///{tmp_path / 'c.db'}",
-        "PYTHONPATH": str(tmp_path),
+        # This checkout's conveyor, not whichever one the venv has installed.
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[2])]),
     }
     env.pop("CONVEYOR_API_TOKEN", None)
     port = free_port()
