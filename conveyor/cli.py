@@ -270,18 +270,24 @@ def _check_known(app: Conveyor, name: str) -> None:
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
     """Enqueue one job by task name and print its id."""
+    eta = parse_eta(args.eta)
+    positional = parse_json(args.args, "--args", list)
+    named = parse_json(args.kwargs, "--kwargs", dict)
     app = app_for(args)
     try:
         if not args.url and not args.allow_unknown and (args.app or os.environ.get("CONVEYOR_APP")):
             _check_known(app, args.name)
+        task = app.tasks.get(args.name)
+        if task is not None:
+            task.check_types(positional, named)
         job = app.enqueue(
             args.name,
-            args=parse_json(args.args, "--args", list),
-            kwargs=parse_json(args.kwargs, "--kwargs", dict),
+            args=positional,
+            kwargs=named,
             queue=args.queue,
             priority=args.priority,
             delay=args.delay,
-            eta=parse_eta(args.eta),
+            eta=eta,
             key=args.key,
             retries=args.retries,
             timeout=args.timeout,

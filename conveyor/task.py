@@ -6,6 +6,7 @@ import datetime as dt
 import inspect
 import math
 import time
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
@@ -177,6 +178,60 @@ def build_record(  # noqa: PLR0917
     )
 
 
+class ArgumentTypeError(TypeError):
+    """An argument's value does not fit the annotation of its parameter.
+
+    Attributes:
+        parameter: the parameter's name.
+        field: ``args`` or ``kwargs``, whichever carried the value.
+    """
+
+    def __init__(self, message: str, parameter: str, field: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.field = field
+
+
+def _parameter_types(fn: Callable[..., Any], signature: inspect.Signature) -> dict[str, Any]:
+    """The type each parameter's value must convert to, for those annotated with a type msgspec
+    can check; ``*args: T`` is ``list[T]``, ``**kwargs: T`` is ``dict[str, T]``."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # a name only imported under TYPE_CHECKING, a typo: check nothing
+        return {}
+    types: dict[str, Any] = {}
+    for name, param in signature.parameters.items():
+        kind = hints.get(name)
+        if kind is None or kind is Any:
+            continue
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            kind = list[kind]  # type: ignore[valid-type]
+        elif param.kind is inspect.Parameter.VAR_KEYWORD:
+            kind = dict[str, kind]  # type: ignore[valid-type]
+        try:
+            info = msgspec.inspect.type_info(kind)
+        except TypeError:  # not a type msgspec knows: the task's own business
+            continue
+        if not _has_custom(info, set()):
+            types[name] = kind
+    return types
+
+
+def _has_custom(node: object, seen: set[int]) -> bool:
+    """Whether a msgspec type description holds a class of the user's own, which JSON never
+    decodes to by itself (the task may convert the value): such a parameter is not checked."""
+    if isinstance(node, msgspec.inspect.CustomType):
+        return True
+    if id(node) in seen:
+        return False
+    seen.add(id(node))
+    if isinstance(node, tuple | list):
+        return any(_has_custom(item, seen) for item in node)
+    if isinstance(node, msgspec.inspect.Type | msgspec.inspect.Field):
+        return any(_has_custom(getattr(node, f), seen) for f in node.__struct_fields__)
+    return False
+
+
 class Dispatch(Generic[P, R]):
     """A task with enqueue options bound: what :meth:`Task.options` returns."""
 
@@ -236,6 +291,7 @@ class Task(Generic[P, R]):
         required = sum(p.default is inspect.Parameter.empty for p in params)
         self._positional = (required, len(params)) if plain else None
         self.is_async = inspect.iscoroutinefunction(fn)
+        self._types: dict[str, Any] | None = None  # resolved at first use: see check_types
         self._plain = Dispatch(self, Options())
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
@@ -252,6 +308,34 @@ class Task(Generic[P, R]):
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"cannot enqueue {self.name}: {exc}") from None
+
+    def check_types(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Like :meth:`check_args`, and check each value against its parameter's annotation.
+
+        For arguments that arrive as JSON (the HTTP API, the CLI): a value that does not fit
+        raises :class:`ArgumentTypeError` naming the parameter. Values are checked, never
+        converted: the task gets them as they were sent. Parameters annotated with a type
+        msgspec cannot check (or whose annotations do not resolve) are not checked.
+        """
+        self.check_args(args, kwargs)
+        if self._types is None:
+            # Resolved here, not at registration: annotations may name what is defined later.
+            self._types = _parameter_types(self.fn, self.signature)
+        if not self._types:
+            return
+        bound = self.signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            kind = self._types.get(name)
+            if kind is None:
+                continue
+            try:
+                msgspec.convert(value, kind)
+            except msgspec.ValidationError as exc:
+                by_name = self.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD
+                field = "kwargs" if by_name or name in kwargs else "args"
+                raise ArgumentTypeError(
+                    f"cannot enqueue {self.name}: argument {name!r}: {exc}", name, field
+                ) from None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Run the function in this process, as a plain call (a coroutine for async tasks)."""

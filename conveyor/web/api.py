@@ -22,6 +22,7 @@ from conveyor import __version__
 from conveyor.brokers.base import BUCKETS, Broker, JobFilter
 from conveyor.errors import ConfigurationError, PayloadTooLarge, SerializationError
 from conveyor.job import Status
+from conveyor.task import ArgumentTypeError
 from conveyor.web import metrics
 from conveyor.web.monitor import SAMPLE_FIELDS, Snapshot
 from conveyor.web.schema import (
@@ -155,7 +156,10 @@ async def enqueue(request: Request) -> Response:
         )
     if body.delay is not None and body.eta is not None:
         raise ApiError(422, "give either delay or eta, not both", "eta")
+    task = state.app.tasks.get(body.task)
     try:
+        if task is not None:
+            task.check_types(body.args, body.kwargs)
         record = state.app.build_job(
             body.task,
             body.args,
@@ -174,6 +178,8 @@ async def enqueue(request: Request) -> Response:
         raise ApiError(422, str(exc), "args") from None
     except ConfigurationError as exc:
         raise ApiError(422, str(exc)) from None
+    except ArgumentTypeError as exc:
+        raise ApiError(422, str(exc), exc.field) from None
     except TypeError as exc:  # the arguments do not fit the task's signature
         raise ApiError(422, str(exc), "args") from None
     stored = (await (await state.broker()).enqueue([record]))[0]

@@ -39,6 +39,7 @@ def test_enqueue_show_list_and_cancel(env: Env) -> None:
         (["enqueue", "acc_tasks.add", "--args", '{"x": 1}'], 2, "--args must be a JSON list"),
         (["enqueue", "acc_tasks.add", "--kwargs", "[]"], 2, "--kwargs must be a JSON dict"),
         (["enqueue", "acc_tasks.add", "--args", '["a"]'], 1, "missing a required argument"),
+        (["enqueue", "acc_tasks.add", "--args", '[1, "2"]'], 1, "argument 'y': Expected `int`"),
         (["jobs", "--app", "no_such_module:app"], 2, "cannot import app module"),
         (["jobs", "--app", "acc_tasks:nothing"], 2, "is not a Conveyor app"),
         (["jobs", "--url", "sqlite:////no/such/dir/x.db"], 1, "/no/such/dir"),

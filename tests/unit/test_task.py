@@ -6,6 +6,7 @@ import datetime as dt
 import math
 from typing import Any
 
+import msgspec
 import pytest
 
 from conveyor import Conveyor
@@ -13,7 +14,7 @@ from conveyor.errors import ConfigurationError, PayloadTooLarge, SerializationEr
 from conveyor.job import Status
 from conveyor.retry import Policy
 from conveyor.serde import DEFAULT_MAX_PAYLOAD
-from conveyor.task import Call, Options, TaskSettings, build_record, make_options
+from conveyor.task import ArgumentTypeError, Call, Options, TaskSettings, build_record, make_options
 
 NOW = 1_700_000_000.0
 
@@ -70,6 +71,45 @@ def test_an_unknown_option_is_refused_naming_the_known_ones() -> None:
     assert "queue, priority, delay, eta, key, retries, timeout, connection" in str(caught.value)
     with pytest.raises(ConfigurationError, match="options 'delai', 'prio'"):
         app.enqueue("x", delai=30, prio=1)  # type: ignore[call-arg]
+    app.close()
+
+
+class Point(msgspec.Struct):
+    """A struct argument: checked as the JSON object it arrives as."""
+
+    x: int
+    y: int
+
+
+class Opaque:
+    """A type msgspec cannot check: left to the task."""
+
+
+def test_check_types_names_the_argument_that_does_not_fit() -> None:
+    """Values arriving as JSON are checked against the annotations, never converted."""
+    app = Conveyor("memory://")
+
+    @app.task
+    def draw(
+        at: Point, width: float, *tags: str, thing: Opaque | None = None, **extra: int
+    ) -> None: ...
+
+    draw.check_types([{"x": 1, "y": 2}, 3], {})  # an int is a fine float
+    draw.check_types([{"x": 1, "y": 2}, 3.5, "a", "b"], {"thing": "anything", "n": 1})
+    wrong: list[tuple[list[Any], dict[str, Any], str, str, str]] = [
+        ([{"x": 1}, 3], {}, "at", "args", "Object missing required field `y`"),
+        ([{"x": 1, "y": 2}, "3"], {}, "width", "args", "Expected `float`, got `str`"),
+        ([{"x": 1, "y": 2}, 3, "a", 4], {}, "tags", "args", "Expected `str`, got `int`"),
+        ([{"x": 1, "y": 2}], {"width": None}, "width", "kwargs", "got `null`"),
+        ([{"x": 1, "y": 2}, 3], {"n": "1"}, "extra", "kwargs", "Expected `int`"),
+    ]
+    for args, kwargs, name, field, words in wrong:
+        with pytest.raises(ArgumentTypeError, match=words) as caught:
+            draw.check_types(args, kwargs)
+        assert (caught.value.parameter, caught.value.field) == (name, field)
+        assert f"argument {name!r}" in str(caught.value)
+    with pytest.raises(TypeError, match="missing a required argument"):
+        draw.check_types([], {})
     app.close()
 
 

@@ -29,6 +29,9 @@ from tests.web.support import Tasks, serving
         (b'{"task": "t.add", "args": [1, 2], "kwargs": {"z": 3}}', 422, "args", "unexpected"),
         (b'{"task": "t.add", "args": [1, 2], "delay": 5, "eta": 1}', 422, "eta", "either"),
         (b'{"task": "no.such.task"}', 404, "task", "unknown task 'no.such.task'"),
+        (b'{"task": "t.add", "args": [1, "2"]}', 422, "args", "argument 'y': Expected `int`"),
+        (b'{"task": "t.add", "args": [1], "kwargs": {"y": 2.5}}', 422, "kwargs", "'y': Expected"),
+        (b'{"task": "t.boom", "args": [null]}', 422, "args", "'message': Expected `str`, got"),
     ],
 )
 async def test_enqueue_refuses_bad_bodies(
