@@ -217,6 +217,17 @@ def _parameter_types(fn: Callable[..., Any], signature: inspect.Signature) -> di
     return types
 
 
+def _integral(value: Any) -> Any:
+    """``value`` with each float that has no fraction made an int, as JSON Schema reads it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_integral(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    return value
+
+
 def _has_custom(node: object, seen: set[int]) -> bool:
     """Whether a msgspec type description holds a class of the user's own, which JSON never
     decodes to by itself (the task may convert the value): such a parameter is not checked."""
@@ -309,27 +320,37 @@ class Task(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"cannot enqueue {self.name}: {exc}") from None
 
+    def argument_types(self) -> dict[str, Any]:
+        """The type each parameter's JSON value is checked against, by parameter name.
+
+        Only parameters annotated with a type msgspec can check are there: ``*args: T`` as
+        ``list[T]``, ``**kwargs: T`` as ``dict[str, T]``.
+        """
+        if self._types is None:
+            # Resolved here, not at registration: annotations may name what is defined later.
+            self._types = _parameter_types(self.fn, self.signature)
+        return self._types
+
     def check_types(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         """Like :meth:`check_args`, and check each value against its parameter's annotation.
 
         For arguments that arrive as JSON (the HTTP API, the CLI): a value that does not fit
         raises :class:`ArgumentTypeError` naming the parameter. Values are checked, never
-        converted: the task gets them as they were sent. Parameters annotated with a type
-        msgspec cannot check (or whose annotations do not resolve) are not checked.
+        converted: the task gets them as they were sent. A number with no fraction (``3.0``)
+        counts as an integer, as in JSON Schema. Parameters annotated with a type msgspec
+        cannot check (or whose annotations do not resolve) are not checked.
         """
         self.check_args(args, kwargs)
-        if self._types is None:
-            # Resolved here, not at registration: annotations may name what is defined later.
-            self._types = _parameter_types(self.fn, self.signature)
-        if not self._types:
+        types = self.argument_types()
+        if not types:
             return
         bound = self.signature.bind(*args, **kwargs)
         for name, value in bound.arguments.items():
-            kind = self._types.get(name)
+            kind = types.get(name)
             if kind is None:
                 continue
             try:
-                msgspec.convert(value, kind)
+                msgspec.convert(_integral(value), kind)
             except msgspec.ValidationError as exc:
                 by_name = self.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD
                 field = "kwargs" if by_name or name in kwargs else "args"

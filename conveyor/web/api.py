@@ -105,20 +105,44 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, kind: type[T], *, optional: bool = False) -> T:
+_INTEGER_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _integer_fields(kind: type) -> frozenset[str]:
+    """The fields of a body struct that hold an integer (or null)."""
+    known = _INTEGER_FIELDS.get(kind)
+    if known is not None:
+        return known
+    names = set()
+    for field in getattr(msgspec.inspect.type_info(kind), "fields", ()):
+        one = field.type
+        types = one.types if isinstance(one, msgspec.inspect.UnionType) else (one,)
+        if any(isinstance(t, msgspec.inspect.IntType) for t in types):
+            names.add(field.encode_name)
+    known = _INTEGER_FIELDS[kind] = frozenset(names)
+    return known
+
+
+async def read_json(request: Request, kind: type[T]) -> T:
     """Decode the JSON body into ``kind``: 400 when malformed, 422 naming the field."""
     body = await read_body(request)
-    if optional and not body.strip():
-        body = b"{}"
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise ApiError(415, f"send JSON with Content-Type: application/json, not {media!r}")
     try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise ApiError(422, str(exc), _field_of(str(exc))) from None
+        raw = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
+    if isinstance(raw, dict):
+        # 3.0 is an integer to JSON Schema, and so to the OpenAPI document: take it as one.
+        for name in _integer_fields(kind):
+            value = raw.get(name)
+            if isinstance(value, float) and value.is_integer():
+                raw[name] = int(value)
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, str(exc), _field_of(str(exc))) from None
 
 
 def job_id_of(request: Request) -> str:
@@ -267,7 +291,8 @@ async def retry_job(request: Request) -> Response:
 
 
 async def _batch(request: Request) -> BatchBody:
-    body = await read_json(request, BatchBody, optional=True)
+    # The body is required, as the OpenAPI document says: without one, nothing is named.
+    body = await read_json(request, BatchBody)
     if body.ids is None and body.queue is None and not body.all:
         raise ApiError(422, "name the jobs: ids, or queue, or all: true", "all")
     return body
@@ -446,9 +471,14 @@ async def prometheus(request: Request) -> Response:
     return Response(text, media_type=metrics.CONTENT_TYPE)
 
 
+async def jobs(request: Request) -> Response:
+    """``/api/jobs``: ``GET`` lists, ``POST`` enqueues. One route, so that a 405 on it names
+    both methods in its ``Allow`` header (two routes would each answer for their own)."""
+    return await (enqueue if request.method == "POST" else list_jobs)(request)
+
+
 ROUTES = [
-    Route("/api/jobs", enqueue, methods=["POST"]),
-    Route("/api/jobs", list_jobs, methods=["GET"]),
+    Route("/api/jobs", jobs, methods=["GET", "POST"]),
     Route("/api/jobs/{id}", get_job, methods=["GET"]),
     Route("/api/jobs/{id}/cancel", cancel_job, methods=["POST"]),
     Route("/api/jobs/{id}/retry", retry_job, methods=["POST"]),

@@ -3,7 +3,9 @@ types that decode the requests and encode the responses."""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -12,6 +14,9 @@ from conveyor.job import Status
 from conveyor.web import schema
 from conveyor.web.state import WebSettings
 
+if TYPE_CHECKING:
+    from conveyor.task import Task
+
 _REF = "#/components/schemas/{name}"
 _NAME = {"type": "string", "maxLength": schema.MAX_NAME}
 _BAD_QUEUE = {
@@ -19,6 +24,92 @@ _BAD_QUEUE = {
     "422": "a queue name is 1 to 200 characters",
 }
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": schema.MAX_LIMIT, "default": 50}
+_TASK_REF = "#/components/schemas/task.{name}"
+"""Where the types of task parameters go, apart from the API's own."""
+
+# What api._batch refuses: a body naming no job (ids and queue present and not null, or all).
+_NAMES_JOBS = {
+    "anyOf": [
+        {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
+        {"required": ["queue"], "properties": {"queue": {"type": "string"}}},
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+    ]
+}
+# What api.enqueue refuses: a delay and an eta both given.
+_ONE_WHEN = {
+    "not": {
+        "required": ["delay", "eta"],
+        "properties": {"delay": {"type": "number"}, "eta": {"type": "number"}},
+    }
+}
+
+_P = inspect.Parameter
+
+
+def _call_branches(name: str, signature: inspect.Signature, types: dict[str, Any]) -> list[Any]:
+    """The bodies whose ``args`` and ``kwargs`` bind to ``signature``, one per number of
+    positional arguments: exactly the calls ``Task.check_types`` lets through."""
+    params = list(signature.parameters.values())
+    positional = [p for p in params if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
+    var_args = next((p for p in params if p.kind is _P.VAR_POSITIONAL), None)
+    var_kwargs = next((p for p in params if p.kind is _P.VAR_KEYWORD), None)
+    keyword_only = [p for p in params if p.kind is _P.KEYWORD_ONLY]
+    branches: list[Any] = []
+    for given in range(len(positional) + 1):
+        rest = positional[given:]
+        if any(p.kind is _P.POSITIONAL_ONLY and p.default is _P.empty for p in rest):
+            continue  # a required positional-only parameter left for kwargs: no call binds
+        args: dict[str, Any] = {"type": "array", "minItems": given}
+        if given:
+            args["prefixItems"] = [types.get(p.name, {}) for p in positional[:given]]
+        if var_args is not None and given == len(positional):
+            args["items"] = types.get(var_args.name, {}).get("items", {})
+        else:
+            args["maxItems"] = given
+        by_name = [p for p in rest if p.kind is not _P.POSITIONAL_ONLY] + keyword_only
+        kwargs: dict[str, Any] = {
+            "type": "object",
+            "properties": {p.name: types.get(p.name, {}) for p in by_name},
+            "additionalProperties": False,
+        }
+        needed = [p.name for p in by_name if p.default is _P.empty]
+        if needed:
+            kwargs["required"] = needed
+        if var_kwargs is not None:
+            extra = types.get(var_kwargs.name, {}).get("additionalProperties", {})
+            kwargs["additionalProperties"] = extra
+            taken = [p.name for p in positional[:given] if p.kind is not _P.POSITIONAL_ONLY]
+            if taken:  # given positionally, the name cannot come again in kwargs
+                kwargs["propertyNames"] = {"not": {"enum": taken}}
+        required = ["task", *(["args"] if given else []), *(["kwargs"] if needed else [])]
+        branches.append(
+            {
+                "properties": {"task": {"const": name}, "args": args, "kwargs": kwargs},
+                "required": required,
+            }
+        )
+    return branches
+
+
+def _calls(
+    tasks: Mapping[str, Task[Any, Any]], allow_unknown: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The schema of the calls the server accepts, and the components the types it uses need."""
+    where = [(name, param) for name, task in tasks.items() for param in task.argument_types()]
+    kinds = [tasks[name].argument_types()[param] for name, param in where]
+    found, components = msgspec.json.schema_components(kinds, ref_template=_TASK_REF)
+    types: dict[str, dict[str, Any]] = {name: {} for name in tasks}
+    for (name, param), one in zip(where, found, strict=True):
+        types[name][param] = one
+    branches = [
+        branch
+        for name in sorted(tasks)
+        for branch in _call_branches(name, tasks[name].signature, types[name])
+    ]
+    if allow_unknown:  # any arguments for a task the app does not know
+        branches.append({"properties": {"task": {"not": {"enum": sorted(tasks)}}}})
+    named = {f"task.{key}": value for key, value in components.items()}
+    return {"anyOf": branches} if branches else {"not": {}}, named
 
 
 def _ref(kind: type) -> dict[str, str]:
@@ -62,7 +153,7 @@ def _operation(
     ok: dict[str, dict[str, Any]],
     *,
     body: type | None = None,
-    body_required: bool = True,
+    body_rules: list[dict[str, Any]] | None = None,
     parameters: list[dict[str, Any]] | None = None,
     errors: dict[str, str] | None = None,
     secured: bool,
@@ -83,15 +174,21 @@ def _operation(
     if parameters:
         op["parameters"] = parameters
     if body is not None:
-        op["requestBody"] = {
-            "required": body_required,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
+        shape: dict[str, Any] = _ref(body)
+        if body_rules:
+            shape = {"allOf": [shape, *body_rules]}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": shape}}}
     return op
 
 
-def document(settings: WebSettings, task_names: list[str], root: str = "") -> dict[str, Any]:
-    """The OpenAPI document of an app with these settings and registered task names."""
+def document(
+    settings: WebSettings, tasks: Mapping[str, Task[Any, Any]], root: str = ""
+) -> dict[str, Any]:
+    """The OpenAPI document of an app with these settings and registered tasks.
+
+    It says what the server enforces: the request bodies' schemas refuse what the server
+    refuses, a task's arguments included (their number, names and annotated types).
+    """
     secured = settings.token is not None
     _, components = msgspec.json.schema_components(
         [
@@ -103,8 +200,10 @@ def document(settings: WebSettings, task_names: list[str], root: str = "") -> di
     )  # fmt: skip
     if not settings.allow_unknown:
         task = components["EnqueueBody"]["properties"]["task"]
-        task["enum"] = sorted(task_names) or [""]
+        task["enum"] = sorted(tasks) or [""]
         task["description"] = "a task the app registers"
+    calls, task_types = _calls(tasks, settings.allow_unknown)
+    components.update(task_types)
     op = _operation
     queued = {"202": _json(schema.JobView, "accepted: the new job")}
     queued["200"] = _json(schema.JobView, "an unfinished job already holds this key: that job")
@@ -115,13 +214,22 @@ def document(settings: WebSettings, task_names: list[str], root: str = "") -> di
     paths: dict[str, Any] = {
         "/api/jobs": {
             "post": op(
-                "Enqueue a job", queued, body=schema.EnqueueBody, errors=unknown, secured=secured
+                "Enqueue a job",
+                queued,
+                body=schema.EnqueueBody,
+                body_rules=[calls, _ONE_WHEN],
+                errors=unknown,
+                secured=secured,
             ),
             "get": op(
                 "List jobs, newest first",
                 {"200": _json(schema.JobPage, "a page of jobs")},
                 parameters=[
-                    _query("status", {"type": "string", "enum": statuses}, "only this status"),
+                    _query(
+                        "status",
+                        {"type": "string", "enum": ["", *statuses]},
+                        "only this status (empty: any)",
+                    ),
                     _query("queue", _NAME, "only this queue"),
                     _query("task", _NAME, "only this task"),
                     _query(
@@ -171,7 +279,7 @@ def document(settings: WebSettings, task_names: list[str], root: str = "") -> di
                 "Retry failed jobs: by id, of a queue, or all",
                 {"200": _json(schema.Count, "how many were queued again")},
                 body=schema.BatchBody,
-                body_required=False,
+                body_rules=[_NAMES_JOBS],
                 secured=secured,
             )
         },
@@ -180,7 +288,7 @@ def document(settings: WebSettings, task_names: list[str], root: str = "") -> di
                 "Delete failed jobs: by id, of a queue, or all",
                 {"200": _json(schema.Count, "how many were deleted")},
                 body=schema.BatchBody,
-                body_required=False,
+                body_rules=[_NAMES_JOBS],
                 secured=secured,
             )
         },

@@ -138,7 +138,7 @@ def create_app(
     state = WebState(app, settings)
 
     async def openapi_json(request: Request) -> Response:
-        doc = openapi.document(settings, list(app.tasks), request.scope.get("root_path", ""))
+        doc = openapi.document(settings, app.tasks, request.scope.get("root_path", ""))
         return Response(msgspec.json.encode(doc), media_type="application/json")
 
     @contextlib.asynccontextmanager
