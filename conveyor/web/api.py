@@ -9,8 +9,10 @@ was wrong, or 503 when the broker cannot be reached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import msgspec
@@ -91,15 +93,39 @@ def _field_of(message: str) -> str | None:
     return (found.group(1) or None) if found else None
 
 
+DISCARD_MOST = 16 * 1024 * 1024
+"""How much of a refused body is read and dropped so that its sender reads the 413."""
+DISCARD_SECONDS = 10.0
+"""How long a refused body is read for, at most (a slow sender must not hold the server)."""
+
+
+async def discard(chunks: AsyncIterator[bytes], most: int) -> None:
+    """Read and drop up to ``most`` bytes more of a refused body, for ``DISCARD_SECONDS``.
+
+    A server that answers and closes while the client is still writing resets the connection,
+    and a client that sends the whole body before it reads (Python's urllib, most libraries)
+    gets a broken pipe instead of the answer. Beyond the bound the connection is closed anyway.
+    """
+    read = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DISCARD_SECONDS):
+            async for chunk in chunks:
+                read += len(chunk)
+                if read > most:
+                    return
+
+
 async def read_body(request: Request) -> bytes:
     """The request body, refused with 413 as soon as it passes the limit (``Content-Length``
-    is checked before reading, by the body-limit middleware)."""
+    is checked before reading, by the body-limit middleware); the rest is discarded."""
     limit = state_of(request).settings.max_body
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
+            await discard(stream, DISCARD_MOST)
             raise ApiError(413, f"request body over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)

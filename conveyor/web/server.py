@@ -65,9 +65,24 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+async def _body_of(receive: Receive) -> AsyncIterator[bytes]:
+    """The body chunks an ASGI ``receive`` hands out, to the end or a disconnect."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
 class BodyLimit:
-    """Answers 413 to a request whose ``Content-Length`` is over the limit, before reading any
-    of it (a body sent without a length is counted as it is read: ``api.read_body``)."""
+    """Answers 413 to a request whose ``Content-Length`` is over the limit, without keeping any
+    of it (a body sent without a length is counted as it is read: ``api.read_body``).
+
+    A body of up to ``api.DISCARD_MOST`` bytes is read and dropped before the answer, so that a
+    client that sends it all before reading sees the 413, not a reset. A bigger one, or one
+    whose client asked ``Expect: 100-continue`` (it waits for the answer), is not read."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -75,13 +90,17 @@ class BodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            length = Headers(scope=scope).get("content-length")
+            headers = Headers(scope=scope)
+            length = headers.get("content-length")
             problem: tuple[int, str] | None = None
             if length is not None and not length.isdigit():
                 problem = (400, f"Content-Length is not a number: {length[:40]!r}")
             elif length is not None and int(length) > self.limit:
                 problem = (413, f"request body of {length} bytes is over the limit of {self.limit}")
             if problem is not None:
+                waits = headers.get("expect", "").lower() == "100-continue"
+                if problem[0] == 413 and not waits and int(length or 0) <= api.DISCARD_MOST:
+                    await api.discard(_body_of(receive), api.DISCARD_MOST)
                 body = Problem(error=problem[1], field=None)
                 response = api.respond(body, problem[0], {"Connection": "close"})
                 await response(scope, receive, send)

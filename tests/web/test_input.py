@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -10,7 +13,8 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.web import WebSettings, create_app
-from tests.web.support import Tasks, serving
+from tests.web.live import LiveServer
+from tests.web.support import WAIT, Tasks, serving
 
 
 @pytest.mark.parametrize(
@@ -141,19 +145,56 @@ async def _call(web: Any, headers: list[tuple[bytes, bytes]], body: _Body) -> tu
     return status, content
 
 
-async def test_a_big_body_is_refused_before_it_is_read() -> None:
-    """413 on Content-Length alone, and a chunked body is cut off just past the limit."""
+async def test_a_big_body_is_refused_and_none_of_it_kept() -> None:
+    """413 on Content-Length alone: the body is read and dropped (its sender then reads the
+    answer), unless it is huge or the client waits for the answer before it sends; a chunked
+    body is refused just past the limit, and its rest dropped."""
     web = create_app(Tasks("memory://").app, WebSettings(max_body=256 * 1024))
     declared = _Body(chunks=160)  # 10 MiB announced
-    status, content = await _call(
-        web, [(b"content-length", str(160 * 64 * 1024).encode())], declared
-    )
+    length = (b"content-length", str(160 * 64 * 1024).encode())
+    status, content = await _call(web, [length], declared)
     assert status == 413
-    assert declared.read == 0
+    assert declared.read == 160 * 64 * 1024
     assert b"over the limit of 262144" in content
+    waiting = _Body(chunks=160)
+    status, _ = await _call(web, [length, (b"expect", b"100-continue")], waiting)
+    assert (status, waiting.read) == (413, 0)
+    huge = _Body(chunks=320)  # 20 MiB: past what is worth reading to answer
+    status, _ = await _call(web, [(b"content-length", str(320 * 64 * 1024).encode())], huge)
+    assert (status, huge.read) == (413, 0)
     streamed = _Body(chunks=160)  # no length: counted while read
     status, content = await _call(web, [], streamed)
     assert status == 413
-    assert streamed.read <= 256 * 1024 + 64 * 1024
+    assert streamed.read == 160 * 64 * 1024
     problem = msgspec.json.decode(content)
     assert problem["error"] == "request body over the limit of 262144 bytes"
+
+
+def _post(url: str, data: bytes | Iterator[bytes], headers: dict[str, str]) -> tuple[int, Any]:
+    """POST with urllib, which sends the whole body before it reads the answer."""
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=WAIT) as response:
+            return response.status, msgspec.json.decode(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, msgspec.json.decode(exc.read())
+
+
+def test_a_client_that_sends_the_whole_body_reads_the_413() -> None:
+    """On a real server, a client that writes all of a big body first still gets the 413 (the
+    server reads and drops the rest rather than close a connection still being written)."""
+    app = Conveyor("memory://")
+    with LiveServer(app, WebSettings(max_body=1024 * 1024)) as server:
+        url = f"{server.url}/api/jobs"
+        json_type = {"Content-Type": "application/json"}
+        big = b'{"task": "t.echo", "args": ["' + b"x" * (2 * 1024 * 1024) + b'"]}'
+        status, problem = _post(url, big, json_type)
+        assert status == 413
+        assert "over the limit of 1048576" in problem["error"]
+        chunks = iter([big[i : i + 64 * 1024] for i in range(0, len(big), 64 * 1024)])
+        status, problem = _post(url, chunks, {**json_type, "Transfer-Encoding": "chunked"})
+        assert (status, problem["error"]) == (413, "request body over the limit of 1048576 bytes")
+        # The server still answers as before.
+        status, _ = _post(f"{server.url}/api/failed/purge", b'{"all": true}', json_type)
+        assert status == 200
+    app.close()
