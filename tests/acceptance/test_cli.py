@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import uuid
 
 import pytest
 
 from conveyor.cli import build_parser
 from tests.acceptance.conftest import Env
+from tests.servers import PostgresServer
 
 
 def test_enqueue_show_list_and_cancel(env: Env) -> None:
@@ -173,3 +175,17 @@ def _subcommands() -> dict[str, set[str]]:
     return {
         name: {o for a in p._actions for o in a.option_strings} for name, p in sub.choices.items()
     }
+
+
+def test_migrate_prints_json_on_postgres(env: Env, postgres_server: PostgresServer) -> None:
+    """migrate --json says what it did to a PostgreSQL schema; --sql --json holds the script."""
+    schema = f"m{uuid.uuid4().hex[:16]}"
+    url = f"{postgres_server.url()}?schema={schema}"
+    script = json.loads(env.cli("migrate", "--url", url, "--sql", "--json").stdout)
+    assert "CREATE TABLE IF NOT EXISTS" in script["sql"]
+    first = json.loads(env.cli("migrate", "--url", url, "--json").stdout)
+    assert (first["broker"], first["schema"], first["migrated"], first["from"]) == (
+        "postgresql", schema, True, 0,
+    )  # fmt: skip
+    again = json.loads(env.cli("migrate", "--url", url, "--json").stdout)
+    assert (again["migrated"], again["from"], again["to"]) == (False, first["to"], first["to"])
