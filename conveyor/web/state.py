@@ -32,7 +32,7 @@ class WebSettings(msgspec.Struct, frozen=True, kw_only=True):
     Args:
         token: the API token; None lets everyone in (see ``auth.py``).
         allow_unknown: accept jobs for tasks this app has not registered.
-        max_body: the largest request body in bytes; larger ones get 413 unread.
+        max_body: the largest request body in bytes; larger ones get 413, and none of it is kept.
         sample_every: seconds between the history samples behind the charts.
         history: seconds of history kept in memory.
     """
