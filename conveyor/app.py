@@ -24,6 +24,7 @@ from conveyor.task import EnqueueOptions, Seconds, Task, TaskSettings, build_rec
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class TaskDecorator(Protocol):
@@ -195,7 +196,7 @@ class Conveyor:
         app, its defaults apply and the arguments are checked against its signature.
         """
         record = self.build_job(name, args, kwargs, **options)
-        return self._submit([record], options.get("connection"))[0]
+        return Job(self, self.submit([record], options.get("connection"))[0])
 
     async def enqueue_async(
         self,
@@ -206,7 +207,7 @@ class Conveyor:
     ) -> Job[Any]:
         """Async twin of :meth:`enqueue`."""
         record = self.build_job(name, args, kwargs, **options)
-        return (await self._submit_async([record], options.get("connection")))[0]
+        return Job(self, (await self.submit_async([record], options.get("connection")))[0])
 
     # -- the broker: the portal's for sync callers, a copy per loop for async ones -------
 
@@ -225,15 +226,19 @@ class Conveyor:
         # Looked up at each call: tests (and users) may swap self.broker before first use.
         return self.broker.copy()
 
-    async def _broker(self) -> Broker:
-        """The broker to use from the running loop, connected."""
+    async def broker_here(self) -> Broker:
+        """The app's broker for the running event loop, connected (the portal's own broker
+        on the portal's loop, else a copy made for this loop)."""
         if self._portal.runs_here():
             return await self._connected()
         return await self._loops.get()
 
-    async def _enqueue_here(self, records: list[JobRecord]) -> list[Job[Any]]:
-        broker = await self._broker()
-        return [Job(self, r) for r in await broker.enqueue(records)]
+    def run_blocking(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the app's portal loop from sync code; return what it returns."""
+        return self._portal.call(work)
+
+    async def _enqueue_here(self, records: Sequence[JobRecord]) -> list[JobRecord]:
+        return await (await self.broker_here()).enqueue(records)
 
     def _transactional(self) -> TransactionalBroker:
         if not isinstance(self.broker, TransactionalBroker):
@@ -243,32 +248,38 @@ class Conveyor:
             )
         return self.broker
 
-    def _submit(self, records: list[JobRecord], connection: object | None = None) -> list[Job[Any]]:
+    def submit(
+        self, records: Sequence[JobRecord], connection: object | None = None
+    ) -> list[JobRecord]:
+        """Enqueue built records from sync code, in one round trip (in the caller's own
+        transaction when ``connection`` is given); returns them as stored. The seam under
+        :meth:`Task.enqueue <conveyor.Task.enqueue>`; most code wants that instead."""
         if connection is not None:
             # On the caller's connection and thread, in its transaction; the portal only
             # makes sure once that the schema exists.
             broker = self._transactional()
             if not self._is_connected:
                 self._portal.call(self._connected())
-            return [Job(self, r) for r in broker.enqueue_in(connection, records)]
+            return broker.enqueue_in(connection, records)
         if not records:
             return []
         return self._portal.call(self._enqueue_here(records))
 
-    async def _submit_async(
-        self, records: list[JobRecord], connection: object | None = None
-    ) -> list[Job[Any]]:
+    async def submit_async(
+        self, records: Sequence[JobRecord], connection: object | None = None
+    ) -> list[JobRecord]:
+        """Async twin of :meth:`submit`."""
         if connection is not None:
             broker = self._transactional()
             if not self._is_connected:
                 await self._portal.call_async(self._connected())
-            return [Job(self, r) for r in await broker.enqueue_in_async(connection, records)]
+            return await broker.enqueue_in_async(connection, records)
         if not records:
             return []
         return await self._enqueue_here(records)
 
     async def _get_here(self, job_id: str) -> Job[Any]:
-        record = await (await self._broker()).get(job_id)
+        record = await (await self.broker_here()).get(job_id)
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         return Job(self, record)
@@ -282,7 +293,7 @@ class Conveyor:
         return await self._get_here(job_id)
 
     async def _cancel_here(self, job_id: str) -> Job[Any]:
-        record = await (await self._broker()).cancel(job_id, time.time())
+        record = await (await self.broker_here()).cancel(job_id, time.time())
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         return Job(self, record)

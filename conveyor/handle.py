@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
+from conveyor.backend import Backend
 from conveyor.errors import JobCancelled, JobFailed, JobNotFound, ResultTimeout
 from conveyor.job import ErrorInfo, JobRecord, Status
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
 
 R = TypeVar("R")
 
@@ -23,7 +21,7 @@ class Job(Generic[R]):
 
     __slots__ = ("_app", "_record")
 
-    def __init__(self, app: Conveyor, record: JobRecord) -> None:
+    def __init__(self, app: Backend, record: JobRecord) -> None:
         self._app = app
         self._record = record
 
@@ -118,7 +116,7 @@ class Job(Generic[R]):
 
     def refresh(self) -> Job[R]:
         """Read the job again from the broker; returns self."""
-        return self._app._portal.call(self._reload())
+        return self._app.run_blocking(self._reload())
 
     async def refresh_async(self) -> Job[R]:
         """Async twin of :meth:`refresh`."""
@@ -126,7 +124,7 @@ class Job(Generic[R]):
 
     async def _reload(self) -> Job[R]:
         """Read the record again, on the running loop."""
-        broker = await self._app._broker()
+        broker = await self._app.broker_here()
         record = await broker.get(self._record.id)
         if record is None:
             raise JobNotFound(f"job {self._record.id} no longer exists (retention removed it?)")
@@ -141,7 +139,7 @@ class Job(Generic[R]):
             JobCancelled: it was cancelled.
             ResultTimeout: ``timeout`` seconds passed first.
         """
-        return self._app._portal.call(self._wait(timeout))
+        return self._app.run_blocking(self._wait(timeout))
 
     async def result_async(self, timeout: float | None = None) -> R:
         """Async twin of :meth:`result`."""
@@ -169,10 +167,15 @@ class Job(Generic[R]):
 
     def cancel(self) -> Job[R]:
         """Cancel the job (see :meth:`Conveyor.cancel`); returns self, refreshed."""
-        self._record = self._app.cancel(self.id)._record
-        return self
+        return self._app.run_blocking(self._cancel())
 
     async def cancel_async(self) -> Job[R]:
         """Async twin of :meth:`cancel`."""
-        self._record = (await self._app.cancel_async(self.id))._record
+        return await self._cancel()
+
+    async def _cancel(self) -> Job[R]:
+        record = await (await self._app.broker_here()).cancel(self.id, time.time())
+        if record is None:
+            raise JobNotFound(f"job {self.id} no longer exists (retention removed it?)")
+        self._record = record
         return self

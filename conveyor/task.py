@@ -8,18 +8,16 @@ import math
 import time
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
 import msgspec
 
 from conveyor import serde
+from conveyor.backend import Backend
 from conveyor.errors import ConfigurationError
 from conveyor.handle import Job
 from conveyor.job import JobRecord, initial_status, new_id
 from conveyor.retry import Policy
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -263,30 +261,34 @@ class Dispatch(Generic[P, R]):
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue one job; returns at once with its handle."""
         record = self._record(args, kwargs, time.time())
-        return self._task.app._submit([record], self._connection)[0]
+        app = self._task.app
+        return Job(app, app.submit([record], self._connection)[0])
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Async twin of :meth:`enqueue`."""
         record = self._record(args, kwargs, time.time())
-        return (await self._task.app._submit_async([record], self._connection))[0]
+        app = self._task.app
+        return Job(app, (await app.submit_async([record], self._connection))[0])
 
     def enqueue_many(self, calls: Iterable[Call]) -> list[Job[R]]:
         """Enqueue one job per :class:`Call` in one broker round trip, atomically."""
         now = time.time()
         records = [self._record(c.args, c.kwargs, now) for c in calls]
-        return self._task.app._submit(records, self._connection)
+        app = self._task.app
+        return [Job(app, r) for r in app.submit(records, self._connection)]
 
     async def enqueue_many_async(self, calls: Iterable[Call]) -> list[Job[R]]:
         """Async twin of :meth:`enqueue_many`."""
         now = time.time()
         records = [self._record(c.args, c.kwargs, now) for c in calls]
-        return await self._task.app._submit_async(records, self._connection)
+        app = self._task.app
+        return [Job(app, r) for r in await app.submit_async(records, self._connection)]
 
 
 class Task(Generic[P, R]):
     """A registered task. Call it to run the function here; enqueue it to run it on a worker."""
 
-    def __init__(self, app: Conveyor, fn: Callable[P, Any], settings: TaskSettings) -> None:
+    def __init__(self, app: Backend, fn: Callable[P, Any], settings: TaskSettings) -> None:
         self.app = app
         self.fn = fn
         self.settings = settings

@@ -113,7 +113,7 @@ class PostgresBroker:
         self._pool: Pool | None = None
         self._fork = ForkGuard()
         self._migrated = False
-        self._listener = Listener(self._open, self._sql["listen"], self._unavailable)
+        self.listener = Listener(self._open, self._sql["listen"], self._unavailable)
 
     def copy(self) -> Broker:
         """A new broker on the same database, with its own connections."""
@@ -138,7 +138,7 @@ class PostgresBroker:
 
     async def close(self) -> None:
         """Stop listening and close the connections; a later operation connects again."""
-        await self._listener.close()
+        await self.listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -166,7 +166,7 @@ class PostgresBroker:
 
     def _after_fork(self) -> None:
         if self._fork.forked:
-            self._fork.abandon(self._pool, self._listener.abandon())
+            self._fork.abandon(self._pool, self.listener.abandon())
             self._pool = None
 
     @contextlib.asynccontextmanager
@@ -180,21 +180,21 @@ class PostgresBroker:
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
 
-    async def _rows(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    async def rows(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of the named statement (none for one that returns nothing)."""
         async with self._connection() as conn:
             cur = await conn.execute(self._sql[name], params)
             return await cur.fetchall() if cur.description else []
 
-    async def _count(self, name: str, params: Mapping[str, Any]) -> int:
+    async def count(self, name: str, params: Mapping[str, Any]) -> int:
         """The number of rows the named statement changed."""
         async with self._connection() as conn:
             return (await conn.execute(self._sql[name], params)).rowcount
 
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
         """Return once the listener listens (see :meth:`Listener.listen`)."""
         self._after_fork()
-        await self._listener.listen()
+        await self.listener.listen()
 
     # -- the schema -------------------------------------------------------------------------
 
@@ -311,7 +311,7 @@ class PostgresBroker:
         """Expired leases go back to queued, to failed when no attempts are left, or to
         cancelled when cancellation was asked; returns their ids."""
         # A cheap look first: nearly always nothing has expired.
-        expired = await self._rows("expired", {"now": now})
+        expired = await self.rows("expired", {"now": now})
         if not expired:
             return []
         entries = [
@@ -323,13 +323,13 @@ class PostgresBroker:
             for i, t, w, a in expired
         ]
         params = {"expired": _encode(entries).decode(), "now": now}
-        return sorted(job_id for (job_id,) in await self._rows("recover", params))
+        return sorted(job_id for (job_id,) in await self.rows("recover", params))
 
     # -- reading ----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
-        rows = await self._rows("get", {"id": job_id})
+        rows = await self.rows("get", {"id": job_id})
         return _decode_job(rows[0][0]) if rows else None
 
     async def list(self, where: JobFilter) -> builtins.list[JobRecord]:
@@ -341,33 +341,33 @@ class PostgresBroker:
             "task": where.task,
             "limit": max(where.limit, 0),
         }
-        return [_decode_job(text) for (text,) in await self._rows("list", params)]
+        return [_decode_job(text) for (text,) in await self.rows("list", params)]
 
     async def counts(self) -> Counts:
         """Jobs per queue and status; a scheduled job whose eta has come counts as queued."""
         result: dict[str, dict[Status, int]] = {}
-        for queue, status, n in await self._rows("counts", {"now": time.time()}):
+        for queue, status, n in await self.rows("counts", {"now": time.time()}):
             result.setdefault(queue, {})[_STATUS[status]] = n
         return result
 
     async def workers(self, now: float, ttl: float) -> builtins.list[WorkerInfo]:
         """Workers whose last heartbeat is under ``ttl`` seconds old."""
-        rows = await self._rows("workers", {"since": now - ttl})
+        rows = await self.rows("workers", {"since": now - ttl})
         return [_decode_worker(info) for (info,) in rows]
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume a queue for every worker; resuming wakes the idle ones."""
-        await self._rows("pause" if paused else "resume", {"queue": queue})
+        await self.rows("pause" if paused else "resume", {"queue": queue})
 
     async def paused(self) -> builtins.list[str]:
         """The paused queues, sorted."""
-        return [queue for (queue,) in await self._rows("paused", {})]
+        return [queue for (queue,) in await self.rows("paused", {})]
 
     # -- managing ---------------------------------------------------------------------------
 
     async def cancel(self, job_id: str, now: float) -> JobRecord | None:
         """Cancel a pending job at once, flag a running one for its worker; None if unknown."""
-        rows = await self._rows("cancel", {"id": job_id, "now": now})
+        rows = await self.rows("cancel", {"id": job_id, "now": now})
         return _decode_job(rows[0][0]) if rows else None
 
     async def retry_failed(self, ids: Sequence[str] | None, queue: str | None, now: float) -> int:
@@ -376,7 +376,7 @@ class PostgresBroker:
         params = {"ids": None if ids is None else builtins.list(ids), "queue": queue, "now": now}
         for attempt in range(3):
             try:
-                [(moved,)] = await self._rows("retry_failed", params)
+                [(moved,)] = await self.rows("retry_failed", params)
                 return int(moved)
             except psycopg.errors.UniqueViolation:
                 # A producer took one of those keys meanwhile: look again.
@@ -397,7 +397,7 @@ class PostgresBroker:
             "queue": queue,
             "ids": None if ids is None else builtins.list(ids),
         }
-        return await self._count("purge", params)
+        return await self.count("purge", params)
 
     async def prune(self, retention: Retention, now: float, limit: int) -> int:
         """Delete up to ``limit`` finished jobs older than their retention, oldest first
@@ -412,7 +412,7 @@ class PostgresBroker:
             "workers_before": now - longest,
             "limit": limit,
         }
-        return await self._count("prune", params)
+        return await self.count("prune", params)
 
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresBroker"]

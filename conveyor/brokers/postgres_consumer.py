@@ -12,18 +12,39 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
 from conveyor.brokers.base import HeartbeatReply, Lease, Outcome, WorkerInfo
 from conveyor.brokers.common import first_outcomes, heartbeat_reply, refused_ids
+from conveyor.brokers.postgres_connection import Listener
 from conveyor.errors import BrokerUnavailable
 from conveyor.job import PENDING, ErrorInfo, JobRecord, Status
 
-if TYPE_CHECKING:
-    from conveyor.brokers.postgres import PostgresBroker
+
+class Statements(Protocol):
+    """What a session needs of its broker object (``PostgresBroker`` is one): its named
+    statements on the shared pool, and the shared listener."""
+
+    @property
+    def listener(self) -> Listener:
+        """The broker object's one LISTEN connection, shared by its sessions."""
+        ...
+
+    async def rows(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of the named statement (none for one that returns nothing)."""
+        ...
+
+    async def count(self, name: str, params: Mapping[str, Any]) -> int:
+        """The number of rows the named statement changed."""
+        ...
+
+    async def listen(self) -> None:
+        """Return once the listener listens."""
+        ...
+
 
 log = logging.getLogger("conveyor.brokers.postgres")
 
@@ -101,9 +122,7 @@ class PostgresConsumer:
         "worker",
     )
 
-    def __init__(
-        self, store: PostgresBroker, worker: str, queues: Sequence[str], lease: float
-    ) -> None:
+    def __init__(self, store: Statements, worker: str, queues: Sequence[str], lease: float) -> None:
         self._store = store
         self.worker = worker
         self.queues = list(dict.fromkeys(queues))
@@ -128,10 +147,10 @@ class PostgresConsumer:
             "now": now,
             "lease_until": now + self.lease,
         }
-        mark = store._listener.mark()
+        mark = store.listener.mark()
         self._claim_answer = None
         try:
-            [(text,)] = await store._rows("claim", params)
+            [(text,)] = await store.rows("claim", params)
         except BaseException:
             # The claim may have committed with its answer lost. On a cancel, psycopg has
             # waited for the statement to end (or be cancelled), so the receipt is not
@@ -146,7 +165,7 @@ class PostgresConsumer:
     async def _undo_lost_claims(self) -> None:
         lost, self._lost_claims = self._lost_claims, []
         try:
-            await self._store._count("unclaim", {"claims": _encode(lost).decode()})
+            await self._store.count("unclaim", {"claims": _encode(lost).decode()})
         except BaseException:
             self._lost_claims[:0] = lost
             raise
@@ -160,12 +179,12 @@ class PostgresConsumer:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        listener = self._store._listener
+        listener = self._store.listener
         # Registered before the look at the queues, so no notification after it is missed.
         waiter = listener.waiter(self._queue_set)
         try:
             try:
-                await self._store._listen()
+                await self._store.listen()
                 ready, next_eta = await self._due_and_next_eta()
             except BrokerUnavailable:
                 ready, next_eta = False, None
@@ -186,7 +205,7 @@ class PostgresConsumer:
         a claim that found nothing left, a notification since means work came, and none
         means nothing is due.
         """
-        listener, queues = self._store._listener, self._queue_set
+        listener, queues = self._store.listener, self._queue_set
         claimed, heard = self._claim_answer, None
         if claimed is not None:
             heard = listener.heard_since(claimed.listens, claimed.heard, queues)
@@ -198,7 +217,7 @@ class PostgresConsumer:
             if fresh and (probed.next_eta is None or probed.next_eta > time.time()):
                 return False, probed.next_eta
         mark = listener.mark()
-        [(ready, next_eta)] = await self._store._rows("probe", {"queues": self.queues})
+        [(ready, next_eta)] = await self._store.rows("probe", {"queues": self.queues})
         if mark is not None:
             self._probe_answer = _CachedProbe(*mark, next_eta)
         return bool(ready), next_eta
@@ -215,7 +234,7 @@ class PostgresConsumer:
             "leases": _encode(leases).decode(),
             "lease_until": now + self.lease,
         }
-        rows = await self._store._rows("heartbeat", params)
+        rows = await self._store.rows("heartbeat", params)
         return heartbeat_reply(leases, {(job_id, token): cancel for job_id, token, cancel in rows})
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
@@ -224,13 +243,13 @@ class PostgresConsumer:
         if not outcomes:
             return []
         batch = _encode(_outcome_rows(first_outcomes(outcomes))).decode()
-        applied = await self._store._rows("finish", {"outcomes": batch})
+        applied = await self._store.rows("finish", {"outcomes": batch})
         return refused_ids(outcomes, applied)
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Hand running jobs back as due now; the attempt does not count."""
         if leases:
-            await self._store._rows("release", {"leases": _encode(leases).decode(), "now": now})
+            await self._store.rows("release", {"leases": _encode(leases).decode(), "now": now})
 
     async def close(self) -> None:
         """Undo the claims whose answer was lost, if the server can be reached (otherwise

@@ -283,16 +283,16 @@ async def broker(pg_url: str) -> AsyncIterator[PostgresBroker]:
 
 def lose_answer_of(broker: PostgresBroker, statement: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make ``statement`` run and commit once, then fail as if the connection dropped."""
-    real = broker._rows
+    real = broker.rows
 
     async def rows(name: str, params: Any) -> list[tuple[Any, ...]]:
         result = await real(name, params)
         if name == statement:
-            monkeypatch.setattr(broker, "_rows", real)
+            monkeypatch.setattr(broker, "rows", real)
             raise BrokerUnavailable("connection lost (simulated)")
         return result
 
-    monkeypatch.setattr(broker, "_rows", rows)
+    monkeypatch.setattr(broker, "rows", rows)
 
 
 async def test_a_claim_whose_answer_was_lost_is_undone(
@@ -341,7 +341,7 @@ async def test_close_gives_up_on_a_lost_claim_when_the_server_is_gone(
     async def unreachable(name: str, params: Any) -> int:
         raise BrokerUnavailable("connection refused (simulated)")
 
-    monkeypatch.setattr(broker, "_count", unreachable)
+    monkeypatch.setattr(broker, "count", unreachable)
     await consumer.close()
     assert "could not hand back the jobs of 1 claim(s)" in caplog.text
 
@@ -349,13 +349,13 @@ async def test_close_gives_up_on_a_lost_claim_when_the_server_is_gone(
 def count_statements(broker: PostgresBroker, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the statements ``broker`` runs from now on, as they run."""
     asked: list[str] = []
-    real = broker._rows
+    real = broker.rows
 
     async def rows(name: str, params: Any) -> list[tuple[Any, ...]]:
         asked.append(name)
         return await real(name, params)
 
-    monkeypatch.setattr(broker, "_rows", rows)
+    monkeypatch.setattr(broker, "rows", rows)
     return asked
 
 
@@ -420,7 +420,7 @@ async def test_a_session_looks_again_after_its_listener_was_lost(
         assert ended
         [job] = broker.enqueue_in(conn, [make_job()])
     # Noticed while no session waits: none is woken by the loss itself.
-    await eventually(lambda: broker._listener.mark() is None)
+    await eventually(lambda: broker.listener.mark() is None)
     await asyncio.wait_for(consumer.wait(30), 5)
     assert [j.id for j in await consumer.claim(10, time.time())] == [job.id]
 
