@@ -261,9 +261,12 @@ class Broker(Protocol):
         ...
 
     async def recover(self, now: float) -> list[str]:
-        """Put running jobs whose lease expired back to queued, or to failed when their
-        attempts are used up (a crash counts as an attempt), or to cancelled when a cancel
-        was asked for. Returns their ids."""
+        """Put running jobs whose lease expired (their worker was lost) back to queued
+        without spending the attempt (``attempts`` goes back down by one, as in
+        :meth:`Consumer.release`) and count the loss (``losses + 1``); the loss after
+        :data:`conveyor.job.MAX_LOSSES` ends the job failed as a poison pill
+        (``conveyor.PoisonPill``), and a job asked to cancel ends cancelled. Returns their ids
+        (read a job back to learn which way it went)."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:

@@ -42,24 +42,29 @@ from conveyor.brokers.base import (
     decode_json,
 )
 from conveyor.brokers.common import (
+    DECODE_ERROR,
     ForkGuard,
+    decode_error,
     first_outcomes,
     heartbeat_reply,
     lease_expired_error,
+    poison_pill_error,
     refused_ids,
     shared_waiters,
+    shorten,
     split_url,
     whole_number,
 )
 from conveyor.brokers.session import StoreConsumer
 from conveyor.brokers.sql import queries
 from conveyor.errors import BrokerUnavailable, ConfigurationError
-from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
+from conveyor.job import FINISHED, MAX_LOSSES, PENDING, ErrorInfo, JobRecord, Status
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-"""Kept in the file's ``PRAGMA user_version``; a newer file is refused rather than misread."""
+SCHEMA_VERSION = 2
+"""Kept in the file's ``PRAGMA user_version``; a newer file is refused rather than misread, an
+older one migrated (1 to 2: the ``losses`` column)."""
 
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 """How long an operation waits for another connection's write lock before giving up."""
@@ -74,6 +79,24 @@ _encode = msgspec.json.Encoder().encode
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_worker = msgspec.json.Decoder(WorkerInfo).decode
 _decode_any = msgspec.json.Decoder().decode
+# The payload is decoded with its shape: args that are a JSON object, say, are damage to
+# refuse, not arguments to pass.
+_decode_args = msgspec.json.Decoder(list[Any]).decode
+_decode_kwargs = msgspec.json.Decoder(dict[str, Any]).decode
+
+_UNREADABLE = (msgspec.MsgspecError, TypeError, ValueError, KeyError)
+"""What decoding a damaged row raises: malformed JSON or the wrong shape (msgspec), NULL
+where text was expected (TypeError), an unknown status (KeyError)."""
+
+# The JSON columns of a ``jobs`` row: position, field name, decoder, and what a listing shows
+# in place of a value that does not decode (the stored text, shortened).
+_JSON_COLUMNS: tuple[tuple[int, str, Callable[[Any], Any], Callable[[str], Any]], ...] = (
+    (3, "args", _decode_args, lambda raw: [f"<undecodable: {raw}>"]),
+    (4, "kwargs", _decode_kwargs, lambda raw: {"<undecodable>": raw}),
+    (15, "result", decode_json, lambda raw: f"<undecodable: {raw}>"),
+    (16, "error", _decode_error, lambda raw: ErrorInfo(DECODE_ERROR, f"undecodable: {raw}")),
+)
+_TOKEN = 18
 
 
 def _json(value: object) -> str:
@@ -120,16 +143,46 @@ def _job(row: tuple[Any, ...]) -> JobRecord:
     (
         job_id, task, queue, args, kwargs, status, priority, attempts, max_attempts, eta,
         timeout, key, created_at, started_at, finished_at, result, error, worker, token,
-        lease_until, cancel_requested,
+        lease_until, cancel_requested, losses,
     ) = row  # fmt: skip
     return JobRecord(
-        id=job_id, task=task, queue=queue, args=_decode_any(args), kwargs=_decode_any(kwargs),
-        status=_STATUS[status], priority=priority, attempts=attempts,
-        max_attempts=max_attempts, eta=eta, timeout=timeout, key=key, created_at=created_at,
-        started_at=started_at, finished_at=finished_at, result=decode_json(result),
-        error=None if error is None else _decode_error(error), worker=worker, token=token,
-        lease_until=lease_until, cancel_requested=bool(cancel_requested),
+        id=job_id, task=task, queue=queue, args=_decode_args(args),
+        kwargs=_decode_kwargs(kwargs), status=_STATUS[status], priority=priority,
+        attempts=attempts, max_attempts=max_attempts, eta=eta, timeout=timeout, key=key,
+        created_at=created_at, started_at=started_at, finished_at=finished_at,
+        result=decode_json(result), error=None if error is None else _decode_error(error),
+        worker=worker, token=token, lease_until=lease_until,
+        cancel_requested=bool(cancel_requested), losses=losses,
     )  # fmt: skip
+
+
+def _damage(row: tuple[Any, ...]) -> tuple[int, str, str, Any] | None:
+    """The first JSON column of ``row`` that does not decode (position, field name, what is
+    wrong, the stored value), or None when they all do."""
+    for index, field, decode, _ in _JSON_COLUMNS:
+        raw = row[index]
+        if raw is None and field in ("result", "error"):
+            continue
+        try:
+            decode(raw)
+        except _UNREADABLE as exc:
+            return index, field, str(exc) or type(exc).__name__, raw
+    return None
+
+
+def _shown(row: tuple[Any, ...]) -> JobRecord:
+    """A ``jobs`` row as a JobRecord for reading (get, list): a damaged JSON column shows its
+    stored text in a placeholder instead of failing the whole read."""
+    try:
+        return _job(row)
+    except _UNREADABLE:
+        pass
+    fixed = list(row)
+    while (damage := _damage(tuple(fixed))) is not None:
+        index, _, _, raw = damage
+        placeholder = next(c[3] for c in _JSON_COLUMNS if c[0] == index)
+        fixed[index] = _json(placeholder(shorten(raw)))
+    return _job(tuple(fixed))
 
 
 def _insert_params(job: JobRecord, status: Status) -> dict[str, Any]:
@@ -202,7 +255,7 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[JobRecord], now: float) ->
                 row = conn.execute(_SQL["get"], {"id": job.id}).fetchone()
             if row is None:
                 raise BrokerUnavailable(f"job {job.id} was neither inserted nor found")
-            stored.append(_job(row))
+            stored.append(_shown(row))
     return stored
 
 
@@ -226,7 +279,18 @@ def _claim(
     with _transaction(conn):
         conn.execute(_SQL["promote"], params)
         rows = conn.execute(_claim_sql(len(queues)), params).fetchall()
-    claimed = [_job(r) for r in rows]
+    claimed: list[JobRecord] = []
+    damaged: list[tuple[str, int, ErrorInfo]] = []
+    for row in rows:
+        try:
+            claimed.append(_job(row))
+        except _UNREADABLE:
+            # Decoded after the commit, so the common case holds the write lock no longer;
+            # a damaged job fails alone in a second, rare transaction (token-checked).
+            _, field, reason, raw = _damage(row) or (0, "record", "unreadable", row[0])
+            damaged.append((row[0], row[_TOKEN], decode_error(field, reason, raw)))
+    if damaged:
+        _write(conn, _SQL["fail_damaged"], {"damaged": _json(damaged), "now": now})
     claimed.sort(key=lambda j: (-j.priority, j.eta, j.id))
     return claimed
 
@@ -303,8 +367,17 @@ def _recover(conn: sqlite3.Connection, now: float) -> tuple[list[str], set[str]]
         return [], set()
     with _transaction(conn):
         expired = sorted(conn.execute(_SQL["expired"], {"now": now}).fetchall())
-        errors = [(job_id, lease_expired_error(w, a)) for job_id, w, a in expired]
-        rows = conn.execute(_SQL["recover"], {"expired": _json(errors), "now": now}).fetchall()
+        errors = [
+            (
+                job_id,
+                poison_pill_error(w, losses + 1)
+                if losses >= MAX_LOSSES
+                else lease_expired_error(w, a),
+            )
+            for job_id, w, a, losses in expired
+        ]
+        params = {"expired": _json(errors), "now": now, "max_losses": MAX_LOSSES}
+        rows = conn.execute(_SQL["recover"], params).fetchall()
     done = {job_id for job_id, _, _ in rows}
     return (
         [job_id for job_id, _ in errors if job_id in done],
@@ -317,7 +390,7 @@ def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> JobRecord | No
         conn.execute(_SQL["cancel_pending"], {"id": job_id, "now": now})
         conn.execute(_SQL["cancel_running"], {"id": job_id})
         row = conn.execute(_SQL["get"], {"id": job_id}).fetchone()
-    return None if row is None else _job(row)
+    return None if row is None else _shown(row)
 
 
 def _prune(conn: sqlite3.Connection, retention: Retention, now: float, limit: int) -> int:
@@ -479,13 +552,22 @@ class SQLiteBroker:
                 f"SQLite database {self.path} has schema version {version}, newer than this "
                 f"Conveyor's {SCHEMA_VERSION}: upgrade Conveyor"
             )
-        # Several processes may get here at once on a new file: the write lock runs them one
-        # after the other, and IF NOT EXISTS makes the later ones no-ops.
+        # Several processes may get here at once: the write lock runs them one after the
+        # other. On a new file IF NOT EXISTS makes the later ones no-ops; an upgrade looks at
+        # the version again once it holds the lock. (executescript commits first, so the
+        # upgrade runs its statements one by one.)
         try:
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{_SQL['schema']}\n"
-                f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            )
+            if version == 0:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{_SQL['schema']}\n"
+                    f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+                )
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:
+                conn.execute(_SQL["migrate_2"])
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -600,7 +682,7 @@ class SQLiteBroker:
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
         row = await self._run(lambda conn: conn.execute(_SQL["get"], {"id": job_id}).fetchone())
-        return None if row is None else _job(row)
+        return None if row is None else _shown(row)
 
     async def counts(self) -> Counts:
         """Jobs per queue and status; a scheduled job whose eta has come counts as queued."""
@@ -679,7 +761,7 @@ class SQLiteBroker:
             "limit": max(where.limit, 0),
         }
         rows = await self._run(lambda conn: conn.execute(_SQL["list"], params).fetchall())
-        return [_job(r) for r in rows]
+        return [_shown(r) for r in rows]
 
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "SQLiteBroker"]
