@@ -371,10 +371,10 @@ def _recover(conn: sqlite3.Connection, now: float) -> tuple[list[str], set[str]]
             (
                 job_id,
                 poison_pill_error(w, losses + 1)
-                if losses >= MAX_LOSSES
+                if losses >= MAX_LOSSES and not cancel
                 else lease_expired_error(w, a),
             )
-            for job_id, w, a, losses in expired
+            for job_id, w, a, losses, cancel in expired
         ]
         params = {"expired": _json(errors), "now": now, "max_losses": MAX_LOSSES}
         rows = conn.execute(_SQL["recover"], params).fetchall()

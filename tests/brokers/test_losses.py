@@ -116,7 +116,10 @@ async def test_a_cancel_wins_over_the_poison_pill(
         if loss > MAX_LOSSES:
             await broker.cancel(job.id, t + 1)
         assert await broker.recover(t + 11) == [job.id]
-    assert (await must_get(broker, job.id)).status is Status.CANCELLED
+    cancelled = await must_get(broker, job.id)
+    assert cancelled.status is Status.CANCELLED
+    assert cancelled.error is not None
+    assert cancelled.error.type == LEASE_EXPIRED  # not a poison pill: it was stopped
 
 
 async def test_a_release_is_not_a_loss(broker: Broker) -> None:

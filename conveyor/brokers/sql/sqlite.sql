@@ -192,7 +192,8 @@ RETURNING jobs.queue;
 -- name: expired
 -- No ORDER BY: sorting by id would tempt SQLite to walk the whole id index instead of
 -- the few expired entries of jobs_leases.
-SELECT id, worker, attempts, losses FROM jobs WHERE status = 'running' AND lease_until <= :now;
+SELECT id, worker, attempts, losses, cancel_requested FROM jobs
+WHERE status = 'running' AND lease_until <= :now;
 
 -- name: recover
 -- Each entry is [id, error]: the error explains the expiry (it names the worker and attempt,
