@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
@@ -55,3 +56,17 @@ async def test_a_version_1_file_gains_the_losses_column(tmp_path: Path) -> None:
         assert (await must_get(again, "0001")).losses == 1
     finally:
         await again.close()
+
+
+async def test_brokers_opening_a_version_1_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """Several connections upgrading one file at the same moment: the write lock runs them
+    one after the other and the later ones find the column there (no duplicate column)."""
+    path = tmp_path / "old.db"
+    _version_1(path)
+    brokers = [SQLiteBroker(f"sqlite:///{path}") for _ in range(4)]
+    try:
+        await asyncio.gather(*(b.connect() for b in brokers))
+        for b in brokers:
+            assert (await must_get(b, "0001")).losses == 0
+    finally:
+        await asyncio.gather(*(b.close() for b in brokers))
