@@ -39,10 +39,8 @@ from conveyor.brokers.base import (
     Outcome,
     Retention,
     WorkerInfo,
-    decode_json,
 )
 from conveyor.brokers.common import (
-    DECODE_ERROR,
     ForkGuard,
     decode_error,
     first_outcomes,
@@ -51,12 +49,12 @@ from conveyor.brokers.common import (
     poison_pill_error,
     refused_ids,
     shared_waiters,
-    shorten,
     split_url,
     whole_number,
 )
 from conveyor.brokers.session import StoreConsumer
 from conveyor.brokers.sql import queries
+from conveyor.brokers.sqlite_rows import STATUS, TOKEN, UNREADABLE, damage, job_of, shown
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, MAX_LOSSES, PENDING, ErrorInfo, JobRecord, Status
 
@@ -74,29 +72,8 @@ _POLL = 0.01
 sleeps through a change another process committed."""
 
 _SQL = queries("sqlite")
-_STATUS = {s.value: s for s in Status}
 _encode = msgspec.json.Encoder().encode
-_decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_worker = msgspec.json.Decoder(WorkerInfo).decode
-_decode_any = msgspec.json.Decoder().decode
-# The payload is decoded with its shape: args that are a JSON object, say, are damage to
-# refuse, not arguments to pass.
-_decode_args = msgspec.json.Decoder(list[Any]).decode
-_decode_kwargs = msgspec.json.Decoder(dict[str, Any]).decode
-
-_UNREADABLE = (msgspec.MsgspecError, TypeError, ValueError, KeyError)
-"""What decoding a damaged row raises: malformed JSON or the wrong shape (msgspec), NULL
-where text was expected (TypeError), an unknown status (KeyError)."""
-
-# The JSON columns of a ``jobs`` row: position, field name, decoder, and what a listing shows
-# in place of a value that does not decode (the stored text, shortened).
-_JSON_COLUMNS: tuple[tuple[int, str, Callable[[Any], Any], Callable[[str], Any]], ...] = (
-    (3, "args", _decode_args, lambda raw: [f"<undecodable: {raw}>"]),
-    (4, "kwargs", _decode_kwargs, lambda raw: {"<undecodable>": raw}),
-    (15, "result", decode_json, lambda raw: f"<undecodable: {raw}>"),
-    (16, "error", _decode_error, lambda raw: ErrorInfo(DECODE_ERROR, f"undecodable: {raw}")),
-)
-_TOKEN = 18
 
 
 def _json(value: object) -> str:
@@ -132,57 +109,6 @@ def _parse_url(url: str) -> tuple[str, int]:
 
 
 # -- rows and transactions -------------------------------------------------------------------
-
-
-def _job(row: tuple[Any, ...]) -> JobRecord:
-    """A ``jobs`` row (``SELECT *``: the columns follow JobRecord's fields) as a JobRecord.
-
-    Spelled out field by field rather than through a dict of the columns, which costs more,
-    as claims call it per job (benchmarks/sqlite_rows.py; figures in docs/design-notes.md).
-    """
-    (
-        job_id, task, queue, args, kwargs, status, priority, attempts, max_attempts, eta,
-        timeout, key, created_at, started_at, finished_at, result, error, worker, token,
-        lease_until, cancel_requested, losses,
-    ) = row  # fmt: skip
-    return JobRecord(
-        id=job_id, task=task, queue=queue, args=_decode_args(args),
-        kwargs=_decode_kwargs(kwargs), status=_STATUS[status], priority=priority,
-        attempts=attempts, max_attempts=max_attempts, eta=eta, timeout=timeout, key=key,
-        created_at=created_at, started_at=started_at, finished_at=finished_at,
-        result=decode_json(result), error=None if error is None else _decode_error(error),
-        worker=worker, token=token, lease_until=lease_until,
-        cancel_requested=bool(cancel_requested), losses=losses,
-    )  # fmt: skip
-
-
-def _damage(row: tuple[Any, ...]) -> tuple[int, str, str, Any] | None:
-    """The first JSON column of ``row`` that does not decode (position, field name, what is
-    wrong, the stored value), or None when they all do."""
-    for index, field, decode, _ in _JSON_COLUMNS:
-        raw = row[index]
-        if raw is None and field in ("result", "error"):
-            continue
-        try:
-            decode(raw)
-        except _UNREADABLE as exc:
-            return index, field, str(exc) or type(exc).__name__, raw
-    return None
-
-
-def _shown(row: tuple[Any, ...]) -> JobRecord:
-    """A ``jobs`` row as a JobRecord for reading (get, list): a damaged JSON column shows its
-    stored text in a placeholder instead of failing the whole read."""
-    try:
-        return _job(row)
-    except _UNREADABLE:
-        pass
-    fixed = list(row)
-    while (damage := _damage(tuple(fixed))) is not None:
-        index, _, _, raw = damage
-        placeholder = next(c[3] for c in _JSON_COLUMNS if c[0] == index)
-        fixed[index] = _json(placeholder(shorten(raw)))
-    return _job(tuple(fixed))
 
 
 def _insert_params(job: JobRecord, status: Status) -> dict[str, Any]:
@@ -255,7 +181,7 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[JobRecord], now: float) ->
                 row = conn.execute(_SQL["get"], {"id": job.id}).fetchone()
             if row is None:
                 raise BrokerUnavailable(f"job {job.id} was neither inserted nor found")
-            stored.append(_shown(row))
+            stored.append(shown(row))
     return stored
 
 
@@ -283,12 +209,12 @@ def _claim(
     damaged: list[tuple[str, int, ErrorInfo]] = []
     for row in rows:
         try:
-            claimed.append(_job(row))
-        except _UNREADABLE:
+            claimed.append(job_of(row))
+        except UNREADABLE:
             # Decoded after the commit, so the common case holds the write lock no longer;
             # a damaged job fails alone in a second, rare transaction (token-checked).
-            _, field, reason, raw = _damage(row) or (0, "record", "unreadable", row[0])
-            damaged.append((row[0], row[_TOKEN], decode_error(field, reason, raw)))
+            _, field, reason, raw = damage(row) or (0, "record", "unreadable", row[0])
+            damaged.append((row[0], row[TOKEN], decode_error(field, reason, raw)))
     if damaged:
         _write(conn, _SQL["fail_damaged"], {"damaged": _json(damaged), "now": now})
     claimed.sort(key=lambda j: (-j.priority, j.eta, j.id))
@@ -390,7 +316,7 @@ def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> JobRecord | No
         conn.execute(_SQL["cancel_pending"], {"id": job_id, "now": now})
         conn.execute(_SQL["cancel_running"], {"id": job_id})
         row = conn.execute(_SQL["get"], {"id": job_id}).fetchone()
-    return None if row is None else _shown(row)
+    return None if row is None else shown(row)
 
 
 def _prune(conn: sqlite3.Connection, retention: Retention, now: float, limit: int) -> int:
@@ -682,7 +608,7 @@ class SQLiteBroker:
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
         row = await self._run(lambda conn: conn.execute(_SQL["get"], {"id": job_id}).fetchone())
-        return None if row is None else _shown(row)
+        return None if row is None else shown(row)
 
     async def counts(self) -> Counts:
         """Jobs per queue and status; a scheduled job whose eta has come counts as queued."""
@@ -690,7 +616,7 @@ class SQLiteBroker:
         rows = await self._run(lambda conn: conn.execute(_SQL["counts"], params).fetchall())
         result: dict[str, dict[Status, int]] = {}
         for queue, status, n in rows:
-            result.setdefault(queue, {})[_STATUS[status]] = n
+            result.setdefault(queue, {})[STATUS[status]] = n
         return result
 
     async def workers(self, now: float, ttl: float) -> list[WorkerInfo]:
@@ -761,7 +687,7 @@ class SQLiteBroker:
             "limit": max(where.limit, 0),
         }
         rows = await self._run(lambda conn: conn.execute(_SQL["list"], params).fetchall())
-        return [_shown(r) for r in rows]
+        return [shown(r) for r in rows]
 
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "SQLiteBroker"]
