@@ -439,13 +439,17 @@ class Worker:
             return
         error = job.error.message if job.error is not None else ""
         if job.status is Status.FAILED and job.error is not None and job.error.type == POISON_PILL:
-            log.error("job %s (%s): failed as a poison pill after %d losses: %s",
-                      job.id, job.task, job.losses, error)  # fmt: skip
+            log.error(
+                "job %s (%s): failed as a poison pill after %d losses: %s",
+                job.id, job.task, job.losses, error,
+            )  # fmt: skip
         elif job.status in (Status.FAILED, Status.CANCELLED):
             log.error("job %s (%s): lease expired; %s: %s", job.id, job.task, job.status, error)
         else:
-            log.warning("job %s (%s): lease expired (loss %d/%d): back to its queue",
-                        job.id, job.task, job.losses, MAX_LOSSES)  # fmt: skip
+            log.warning(
+                "job %s (%s): lease expired (loss %d/%d): back to its queue",
+                job.id, job.task, job.losses, MAX_LOSSES,
+            )  # fmt: skip
 
     async def _drain(self, runners: list[asyncio.Task[None]]) -> None:
         """End the runners: jobs claimed still run, within the grace period unless killed;
