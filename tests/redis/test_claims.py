@@ -27,16 +27,19 @@ from tests.brokers.support import (
     heartbeat,
     make_job,
     must_get,
+    session,
     worker_info,
 )
 from tests.servers import RedisServer
 
 
-async def test_a_claim_whose_reply_was_lost_is_handed_over_again(
+async def test_a_claim_whose_reply_was_lost_is_handed_over_by_the_sessions_next_claim(
     broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The claim ran but its reply never came: the next claim of the same broker returns
-    those jobs with the same token, instead of leaving them to expire as a lost attempt."""
+    """The claim ran but its reply never came: the next claim of the same session returns
+    those jobs with the same token, instead of leaving them to expire as a lost attempt.
+    The receipt is the session's: another session, even of the same worker, does not get
+    them."""
     jobs = await broker.enqueue([make_job(max_attempts=1) for _ in range(3)])
     real = broker._eval
 
@@ -46,9 +49,10 @@ async def test_a_claim_whose_reply_was_lost_is_handed_over_again(
             raise RedisConnectionError("connection reset by peer")
         return answer
 
+    worker = session(broker)
     monkeypatch.setattr(broker, "_eval", reply_lost)
     with pytest.raises(BrokerUnavailable):
-        await claim(broker, limit=2)
+        await worker.claim(2, time.time())
     monkeypatch.setattr(broker, "_eval", real)
 
     other = from_url(broker.url)  # another worker gets only what nobody holds
@@ -56,14 +60,15 @@ async def test_a_claim_whose_reply_was_lost_is_handed_over_again(
         assert [j.id for j in await claim(other, limit=10, worker="w2")] == [jobs[2].id]
     finally:
         await other.close()
-    again = await claim(broker, limit=10)
+    assert await claim(broker, limit=10) == []  # a session of its own: no receipt
+    again = await worker.claim(10, time.time())
     assert [j.id for j in again] == [j.id for j in jobs[:2]]
     for job in again:
         stored = await must_get(broker, job.id)
         assert (stored.status, stored.token, stored.attempts) == (
             Status.RUNNING, job.token, 1,
         )  # fmt: skip
-    assert await claim(broker, limit=10) == []  # handed over once
+    assert await worker.claim(10, time.time()) == []  # handed over once
 
 
 async def test_idle_worker_starts_new_and_delayed_jobs_promptly(redis_url: str) -> None:
@@ -205,7 +210,7 @@ async def test_the_queues_of_jobs_are_remembered_within_a_bound(
     await broker.enqueue([make_job(queue="other") for _ in range(8)])
     claimed = await broker.consumer("w1", ["other"], LEASE).claim(8, time.time())
     assert len(claimed) == 8
-    assert len(broker._where) <= 10 + 8  # a batch may overshoot by its own size
-    assert first[0].id not in broker._where
+    assert len(broker._queue_of) <= 10 + 8  # a batch may overshoot by its own size
+    assert first[0].id not in broker._queue_of
     assert (await must_get(broker, first[0].id)).queue == "default"
-    assert broker._where[first[0].id] == "default"  # remembered again
+    assert broker._queue_of[first[0].id] == "default"  # remembered again

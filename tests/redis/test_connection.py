@@ -183,15 +183,15 @@ async def test_a_cancelled_call_leaves_no_reply_for_the_next(broker: RedisBroker
         assert (await broker.counts())["cancelled"][Status.QUEUED] == 1
 
 
-async def test_concurrent_calls_beyond_the_lanes_take_the_pool(broker: RedisBroker) -> None:
+async def test_calls_beyond_the_direct_connections_take_the_pool(broker: RedisBroker) -> None:
     """A few calls at once each get a direct connection of the broker; more than that go
     through redis-py's pool. Every call gets its own answer either way."""
     jobs = await broker.enqueue([make_job(queue=f"q{i}") for i in range(12)])
     for _ in range(3):
         found = await asyncio.gather(*(broker.get(j.id) for j in jobs))
         assert [f.queue if f else None for f in found] == [j.queue for j in jobs]
-    assert 1 <= len(broker._lanes) <= 3
-    assert sorted(map(id, broker._free_lanes)) == sorted(map(id, broker._lanes))
+    assert 1 <= len(broker._direct) <= 3
+    assert sorted(map(id, broker._free_direct)) == sorted(map(id, broker._direct))
 
 
 async def test_a_redis_that_does_not_answer_is_unavailable_not_a_hang(
