@@ -363,7 +363,7 @@ class RedisBroker:
         """BLPOP ``keys`` (of one slot) for ``seconds`` (ended by Redis, on its clock tick),
         or until ``limit`` (ended here: TimeoutError, which drops the connection). Returns
         the key and value popped, or None. A direct connection per wait at once."""
-        client = await self._blpop_on()
+        client = self._blpop_client or await self._blpop_on()
         conn = None
         if self._free_blpop:
             conn = self._free_blpop.pop()
@@ -384,7 +384,7 @@ class RedisBroker:
     async def _blpop_any(self, groups: list[list[str]], seconds: float, limit: float) -> None:
         """BLPOP each group of keys (of one slot each) at once; return when one pops (what it
         popped is dropped: markers only), after ``seconds`` or at ``limit``."""
-        client = await self._blpop_on()
+        client = self._blpop_client or await self._blpop_on()
         pops = [asyncio.ensure_future(client.blpop(g, timeout=seconds)) for g in groups]
         try:
             await asyncio.wait(pops, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
