@@ -168,7 +168,9 @@ class RedisConsumer:
             rows, left = await self._store._claim_script(tags, argv)
         except BaseException:
             # The claim may have run with its reply lost: the next claim hands its jobs over.
-            self._receipts[tags] = [*lost, receipt][-_RECEIPTS_KEPT:]
+            # The other half of a split claim may have lost its reply too: keep both.
+            kept = self._receipts.get(tags, [])
+            self._receipts[tags] = [*kept, *lost, receipt][-_RECEIPTS_KEPT:]
             if look:
                 self._offered = True
             raise

@@ -71,6 +71,33 @@ async def test_a_claim_whose_reply_was_lost_is_handed_over_by_the_sessions_next_
     assert await worker.claim(10, time.time()) == []  # handed over once
 
 
+async def test_both_halves_of_a_split_claim_whose_replies_were_lost_are_handed_over(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker splits a big claim in two concurrent halves; when both replies are lost,
+    the session keeps both receipts, and its next claim hands over the jobs of both."""
+    jobs = await broker.enqueue([make_job(max_attempts=1) for _ in range(4)])
+    real = broker._eval
+
+    async def reply_lost(name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        answer = await real(name, keys, args)
+        if name == "claim":
+            raise RedisConnectionError("connection reset by peer")
+        return answer
+
+    worker = session(broker)
+    monkeypatch.setattr(broker, "_eval", reply_lost)
+    now = time.time()
+    halves = await asyncio.gather(
+        worker.claim(2, now), worker.claim(2, now), return_exceptions=True
+    )
+    assert all(isinstance(h, BrokerUnavailable) for h in halves)
+    monkeypatch.setattr(broker, "_eval", real)
+    again = await worker.claim(10, time.time())
+    assert sorted(j.id for j in again) == sorted(j.id for j in jobs)
+    assert {j.attempts for j in again} == {1}
+
+
 async def test_idle_worker_starts_new_and_delayed_jobs_promptly(redis_url: str) -> None:
     """An idle worker blocked on the wake-up signal starts a new job well within a poll
     interval, and a delayed job soon after its eta (generous bounds: speed is measured by
