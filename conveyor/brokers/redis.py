@@ -357,6 +357,12 @@ class RedisBroker:
         raw = await self._eval("withdraw", [tag], [worker])
         return [Lease(text(i), int(t)) for i, t in raw]
 
+    async def _held(self, tags: Sequence[str], worker: str, receipts: list[str]) -> list[Lease]:
+        """Run held.lua: the leases of the jobs that the claims of ``receipts`` (over the
+        queues ``tags``) gave ``worker`` and that it still holds; nothing changes."""
+        raw = await self._eval("held", tags, [worker, *receipts])
+        return [Lease(text(i), int(t)) for i, t in raw]
+
     async def _blpop(
         self, keys: list[str], seconds: float, limit: float
     ) -> tuple[str, bytes] | None:

@@ -55,8 +55,9 @@ class RedisConsumer:
       reply was lost; its next claim of those queues hands their jobs over again.
 
     :meth:`close` withdraws its offer and hands back the jobs handed to it and never
-    claimed. The receipts of lost replies it leaves: their jobs come back when their lease
-    expires. A forked child drops all of it: it is the parent's.
+    claimed, and those of its lost replies still running under its worker (found by the
+    receipts; their release is fenced by token). A forked child drops all of it: it is the
+    parent's.
     """
 
     __slots__ = (
@@ -164,7 +165,10 @@ class RedisConsumer:
         if look:
             self._offered = False  # unless jobs are left in the inbox (see below)
         argv = [*args, receipt, "1" if look else "", *lost]
+        held: list[Lease] = []
         try:
+            if lost:  # rare: after a lost reply. claim.lua hands over only up to the limit
+                held = await self._store._held(tags, self.worker, lost)
             rows, left = await self._store._claim_script(tags, argv)
         except BaseException:
             # The claim may have run with its reply lost: the next claim hands its jobs over.
@@ -176,7 +180,20 @@ class RedisConsumer:
             raise
         if left:
             self._offered = True
-        return claimed_jobs(rows)
+        jobs = claimed_jobs(rows)
+        if held:
+            await self._hand_back_beyond(held, jobs, args[0])
+        return jobs
+
+    async def _hand_back_beyond(self, held: list[Lease], jobs: list[JobRecord], now: float) -> None:
+        """Release the jobs of lost claims that the claim did not hand over again (beyond its
+        limit): their receipts are gone, and their worker never saw them."""
+        returned = {j.id for j in jobs}
+        beyond = [lease for lease in held if lease.id not in returned]
+        try:
+            await self._store._release(beyond, now)
+        except (*REDIS_ERRORS, BrokerUnavailable) as exc:  # the jobs claimed must still go out
+            log.warning("could not hand back %d jobs of a lost claim: %s", len(beyond), exc)
 
     async def wait(self, timeout: float) -> None:
         """Return when a job may be due in :attr:`queues` (an enqueue, a retry, a resume, a
@@ -256,24 +273,29 @@ class RedisConsumer:
 
     async def close(self) -> None:
         """Withdraw the offer of free slots and hand back the jobs handed to this session
-        and not claimed. Best effort: if Redis cannot be reached, their leases expire and
-        they are recovered."""
+        and not claimed, and those of its claims whose reply was lost. Best effort: if Redis
+        cannot be reached, their leases expire and they are recovered."""
         if self._pid != os.getpid() or self._pid != self._store._pid:
             self._forget()  # forked: the parent's offer and jobs are not ours to settle
             return
-        await self._withdraw()
+        await self._withdraw(receipts=True)
 
-    async def _withdraw(self) -> None:
-        """Stop being handed jobs, and hand back those handed over but not claimed."""
-        slots, handed = self._free_slots, self._handed
+    async def _withdraw(self, *, receipts: bool = False) -> None:
+        """Stop being handed jobs, and hand back those handed over but not claimed (and,
+        with ``receipts``, those of claims whose reply was lost)."""
+        slots, handed, lost = self._free_slots, self._handed, self._receipts if receipts else {}
         self._free_slots, self._handed = None, []
-        if slots is None and not handed:
+        if receipts:
+            self._receipts = {}
+        if slots is None and not handed and not lost:
             return
-        leases = [Lease(j.id, j.token) for j in handed]
+        store, leases = self._store, [Lease(j.id, j.token) for j in handed]
         try:
             if slots is not None:
-                leases += await self._store._withdraw(self._tags[0], self.worker)
+                leases += await store._withdraw(self._tags[0], self.worker)
                 self._offered = False
-            await self._store._release(leases, time.time())
+            for tags, kept in lost.items():
+                leases += await store._held(tags, self.worker, kept)
+            await store._release(leases, time.time())
         except (*REDIS_ERRORS, BrokerUnavailable) as exc:
-            log.warning("could not hand back %d jobs handed to this worker: %s", len(leases), exc)
+            log.warning("could not hand back %d jobs held by this worker: %s", len(leases), exc)
