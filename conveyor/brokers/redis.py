@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -38,6 +37,7 @@ from conveyor.brokers.base import (
     Retention,
     WorkerInfo,
 )
+from conveyor.brokers.common import ForkGuard
 from conveyor.brokers.deadlines import Deadlines
 from conveyor.brokers.redis_consumer import RedisConsumer
 from conveyor.brokers.redis_wire import (
@@ -104,7 +104,10 @@ class RedisBroker:
         self._free_blpop: list[Any] = []  # those not in use (one per session waiting)
         self._deadlines = Deadlines(_COMMAND_TIMEOUT)  # bounds every call (a BLPOP: by its wait)
         self._lock: asyncio.Lock | None = None
-        self._pid = os.getpid()
+        self._fork = ForkGuard()
+        # One more each time a forked child leaves its parent's connections: a session made
+        # in the parent then drops the parent's hand-offs (see RedisConsumer).
+        self._generation = 0
         self._queue_of: dict[str, str] = {}  # job id -> its queue (see the class docstring)
         tag = "{" + self._prefix + "}"
         self._k_queues, self._k_keys = f"{tag}:queues", f"{tag}:keys"
@@ -126,12 +129,13 @@ class RedisBroker:
 
     async def close(self) -> None:
         """Close the connections; a later operation connects again."""
+        if self._fork.forked:
+            self._leave_inherited()
+            return
         clients = [self._client, self._blpop_client]
         direct = [*self._direct, *self._blpop_direct]
         self._client = self._blpop_client = None
         self._direct, self._free_direct, self._blpop_direct, self._free_blpop = [], [], [], []
-        if self._pid != os.getpid():
-            return
         for conn in direct:
             await conn.disconnect()
         for client in clients:
@@ -155,13 +159,16 @@ class RedisBroker:
             return RedisCluster.from_url(self._client_url, **options)
         return aioredis.Redis.from_url(self._client_url, **options)
 
+    def _leave_inherited(self) -> None:
+        """In a forked child: the parent's sockets are not ours to use or close."""
+        self._fork.abandon(self._client, self._blpop_client, *self._direct, *self._blpop_direct)
+        self._client = self._blpop_client = self._lock = None
+        self._direct, self._free_direct, self._blpop_direct, self._free_blpop = [], [], [], []
+        self._generation += 1
+
     async def _conn(self) -> Any:
-        if self._pid != os.getpid():
-            # Forked: the parent's sockets are not ours to use (nor its sessions' hand-offs,
-            # which each RedisConsumer drops when it sees the new pid here).
-            self._client = self._blpop_client = self._lock = None
-            self._direct, self._free_direct, self._blpop_direct, self._free_blpop = [], [], [], []
-            self._pid = os.getpid()
+        if self._fork.forked:
+            self._leave_inherited()
         if self._client is None:
             if self._lock is None:
                 self._lock = asyncio.Lock()

@@ -62,10 +62,10 @@ class RedisConsumer:
 
     __slots__ = (
         "_free_slots",
+        "_generation",
         "_handed",
         "_inbox",
         "_offered",
-        "_pid",
         "_receipts",
         "_server",
         "_store",
@@ -85,17 +85,17 @@ class RedisConsumer:
         self._server = store._server  # names Redis in BrokerUnavailable (see guarded)
         self._tags = tuple(store._tag(q) for q in self.queues)
         self._inbox = f"{self._tags[0]}:in:{worker}" if len(self._tags) == 1 else ""
-        self._pid = store._pid
+        self._generation = store._generation
         self._free_slots: int | None = None
         self._handed: list[JobRecord] = []
         self._offered = False
         self._receipts: dict[tuple[str, ...], list[str]] = {}
 
     def _drop_if_forked(self) -> None:
-        """In a forked child (the store saw a new pid), forget the parent's hand-offs: its
-        jobs, offers and receipts are not this process's to run or settle."""
-        if self._pid != self._store._pid:
-            self._pid = self._store._pid
+        """In a forked child (the store left its parent's sockets), forget the parent's
+        hand-offs: its jobs, offers and receipts are not this process's to run or settle."""
+        if self._generation != self._store._generation:
+            self._generation = self._store._generation
             self._forget()
 
     def _forget(self) -> None:
@@ -275,7 +275,7 @@ class RedisConsumer:
         """Withdraw the offer of free slots and hand back the jobs handed to this session
         and not claimed, and those of its claims whose reply was lost. Best effort: if Redis
         cannot be reached, their leases expire and they are recovered."""
-        if self._pid != os.getpid() or self._pid != self._store._pid:
+        if self._store._fork.forked or self._generation != self._store._generation:
             self._forget()  # forked: the parent's offer and jobs are not ours to settle
             return
         await self._withdraw(receipts=True)

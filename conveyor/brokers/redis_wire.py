@@ -14,12 +14,13 @@ import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlunsplit
 
 import msgspec
 from redis import exceptions as rexc
 
 from conveyor.brokers.base import Outcome, WorkerInfo
+from conveyor.brokers.common import redact, split_url
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import ErrorInfo, JobRecord, Status
 
@@ -178,19 +179,19 @@ def text(value: bytes | str) -> str:
 
 def parse_url(url: str) -> tuple[str, str, bool | None]:
     """The URL for redis-py (without our options), the key prefix and the cluster setting."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("redis", "rediss"):
-        raise ConfigurationError(f"not a Redis URL: {url!r} (expected redis:// or rediss://)")
+    parts, options = split_url(
+        url, ("redis", "rediss"), name="Redis", example="redis:// or rediss://"
+    )
     prefix, cluster, rest = DEFAULT_PREFIX, None, []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    for name, value in options:
         if name == "prefix":
             if not value:
-                raise ConfigurationError(f"empty prefix in Redis URL {url!r}")
+                raise ConfigurationError(f"empty prefix in Redis URL {redact(url)!r}")
             prefix = value
         elif name == "cluster":
             choices = {"auto": None, "yes": True, "true": True, "no": False, "false": False}
             if value.lower() not in choices:
-                raise ConfigurationError(f"cluster= in {url!r} must be auto, yes or no")
+                raise ConfigurationError(f"cluster= in {redact(url)!r} must be auto, yes or no")
             cluster = choices[value.lower()]
         else:
             rest.append((name, value))  # redis-py's own, e.g. socket_timeout, ssl_cert_reqs

@@ -47,6 +47,16 @@ def test_bad_urls_are_refused(url: str, message: str) -> None:
         RedisBroker(url)
 
 
+@pytest.mark.parametrize(
+    "url", ["redis://:s3cret@h/0?cluster=maybe", "redis://u:s3cret@h/0?prefix=", "http://:s3cret@h"]
+)
+def test_a_refused_url_is_named_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        RedisBroker(url)
+    assert "s3cret" not in str(refused.value)
+    assert "***" in str(refused.value)
+
+
 async def test_unreachable_server_is_unavailable() -> None:
     """Nothing listening: connect raises BrokerUnavailable, promptly."""
     broker = from_url(f"redis://127.0.0.1:{free_port()}/0")

@@ -226,7 +226,7 @@ async def test_a_forked_child_drops_the_hand_offs_of_its_parent(
     worker = session(broker)
     assert isinstance(worker, RedisConsumer)
     job_id = await handed_while_waiting(worker, producer, url)
-    worker._pid = -1  # made by another process, which then forked this one
+    worker._generation = -1  # made by the parent of a fork; the store has left its sockets
     assert await worker.claim(4, time.time()) == []
     await worker.close()
     stored = await must_get(producer, job_id)
