@@ -335,13 +335,13 @@ class RedisBroker:
 
     # -- a worker's steps, for RedisConsumer (typed: the scripts' answers are checked here) --
 
-    async def _claim_script(
+    def _claim_script(
         self, tags: Sequence[str], argv: list[Any]
-    ) -> tuple[list[ClaimedRow], int]:
+    ) -> Awaitable[tuple[list[ClaimedRow], int]]:
         """Run claim.lua over the queues ``tags`` (see its header for ``argv``): the rows of
-        the jobs claimed, and 1 if jobs handed to the worker are left in its inbox."""
-        rows, left = await self._eval("claim", tags, argv)
-        return cast("list[ClaimedRow]", rows), int(left)
+        the jobs claimed, and 1 if jobs handed to the worker are left in its inbox. (The
+        call itself, typed, not a coroutine around it: a frame less on the hot path.)"""
+        return cast("Awaitable[tuple[list[ClaimedRow], int]]", self._eval("claim", tags, argv))
 
     async def _peek(self, queue: str, now: float, limit: int) -> list[bytes]:
         """The best ``limit`` candidates of ``queue``, flat: -priority, eta, id for each."""

@@ -114,14 +114,16 @@ class RedisConsumer:
         queues = self.queues
         if not queues or limit <= 0:
             return []
-        self._drop_if_forked()
+        store = self._store
+        if self._generation != store._generation:
+            self._drop_if_forked()
         if self._handed:  # already claimed for this worker: no round trip
             jobs, self._handed = self._handed[:limit], self._handed[limit:]
             self._free_slots = limit - len(jobs)
             return self._claimed(jobs, now)
-        store = self._store
         await store._conn()
-        self._drop_if_forked()
+        if self._generation != store._generation:
+            self._drop_if_forked()
         args: list[Any] = [now, now + self.lease, self.worker]
         if not store._cluster or len(queues) == 1:
             jobs = await self._claim_from(self._tags, [*args, limit])
