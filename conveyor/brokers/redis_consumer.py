@@ -15,12 +15,14 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
 from conveyor.brokers.base import HeartbeatReply, Lease, Outcome, WorkerInfo
+from conveyor.brokers.common import ForkGuard
 from conveyor.brokers.redis_wire import (
     REDIS_ERRORS,
+    ClaimedRow,
     claimed_jobs,
     guarded,
     handed_jobs,
@@ -29,10 +31,43 @@ from conveyor.brokers.redis_wire import (
 from conveyor.errors import BrokerUnavailable
 from conveyor.job import JobRecord, Status
 
-if TYPE_CHECKING:
-    from conveyor.brokers.redis import RedisBroker
-
 log = logging.getLogger("conveyor.redis")
+
+
+class Store(Protocol):
+    """What a session needs of its broker object (``RedisBroker`` is one): its connections,
+    the scripts of a worker's steps, BLPOP, and the cache of each job's queue. The names are
+    private to the two modules: the store's own API is the ``Broker`` contract, and a worker
+    reaches these steps only through its session."""
+
+    _server: str  # "Redis at host:port", for BrokerUnavailable
+    _cluster: bool
+    _fork: ForkGuard
+    _generation: int  # one more each time a forked child left its parent's connections
+    _queue_of: dict[str, str]  # job id -> its queue
+
+    def _tag(self, queue: str) -> str: ...
+    async def _conn(self) -> object: ...
+    def _make_room(self, n: int) -> None: ...
+    def _claim_script(
+        self, tags: Sequence[str], argv: list[Any]
+    ) -> Awaitable[tuple[list[ClaimedRow], int]]: ...
+    async def _peek(self, queue: str, now: float, limit: int) -> list[bytes]: ...
+    async def _held(self, tags: Sequence[str], worker: str, receipts: list[str]) -> list[Lease]: ...
+    async def _probe(
+        self, tags: Sequence[str], now: float, offer: Sequence[Any] = ()
+    ) -> list[tuple[int, float | None]]: ...
+    async def _withdraw(self, tag: str, worker: str) -> list[Lease]: ...
+    async def _blpop(
+        self, keys: list[str], seconds: float, limit: float
+    ) -> tuple[str, bytes] | None: ...
+    async def _blpop_any(self, groups: list[list[str]], seconds: float, limit: float) -> None: ...
+    async def _extend(
+        self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
+    ) -> HeartbeatReply: ...
+    async def _record(self, outcomes: Sequence[Outcome]) -> list[str]: ...
+    async def _release(self, leases: Sequence[Lease], now: float) -> None: ...
+
 
 _RECEIPTS_KEPT = 8  # receipts of lost claim replies a session keeps per set of queues
 
@@ -75,9 +110,7 @@ class RedisConsumer:
         "worker",
     )
 
-    def __init__(
-        self, store: RedisBroker, worker: str, queues: Sequence[str], lease: float
-    ) -> None:
+    def __init__(self, store: Store, worker: str, queues: Sequence[str], lease: float) -> None:
         self._store = store
         self.worker = worker
         self.queues = list(dict.fromkeys(queues))
