@@ -20,6 +20,7 @@ import msgspec
 from conveyor.brokers.base import HeartbeatReply, Lease, Outcome, WorkerInfo
 from conveyor.brokers.common import first_outcomes, heartbeat_reply, refused_ids
 from conveyor.brokers.postgres_connection import Listener
+from conveyor.brokers.postgres_rows import claimed, encode
 from conveyor.errors import BrokerUnavailable
 from conveyor.job import PENDING, ErrorInfo, JobRecord, Status
 
@@ -49,7 +50,6 @@ class Statements(Protocol):
 log = logging.getLogger("conveyor.brokers.postgres")
 
 _encode = msgspec.json.Encoder().encode
-_decode_jobs = msgspec.json.Decoder(list[JobRecord]).decode
 
 
 class _CachedProbe(NamedTuple):
@@ -149,23 +149,34 @@ class PostgresConsumer:
         }
         mark = store.listener.mark()
         self._claim_answer = None
+        receipt: dict[str, Any] = {"worker": self.worker, "started_at": now}
         try:
             [(text,)] = await store.rows("claim", params)
+            # Decoded here, so that jobs this call does not return are undone with the rest.
+            jobs, damaged = claimed(text)
+            if damaged:
+                # Should this answer be lost too, the receipt's undo fails these rather than
+                # putting them back, to be claimed and found damaged again and again.
+                receipt["damaged"] = damaged
+                await store.rows("fail_damaged", {"damaged": encode(damaged), "now": now})
         except BaseException:
             # The claim may have committed with its answer lost. On a cancel, psycopg has
             # waited for the statement to end (or be cancelled), so the receipt is not
             # undone before the claim it stands for.
-            self._lost_claims.append({"worker": self.worker, "started_at": now})
+            self._lost_claims.append(receipt)
             raise
-        jobs = [] if text is None else _decode_jobs(text)
-        if mark is not None and len(jobs) < limit:
+        if mark is not None and len(jobs) + len(damaged) < limit:
             self._claim_answer = _CachedProbe(*mark, None)
         return jobs
 
     async def _undo_lost_claims(self) -> None:
         lost, self._lost_claims = self._lost_claims, []
+        damaged = [job for claim in lost for job in claim.get("damaged", ())]
         try:
-            await self._store.count("unclaim", {"claims": _encode(lost).decode()})
+            if damaged:  # failed first, so that the unclaim finds them no longer running
+                now = max(claim["started_at"] for claim in lost)
+                await self._store.rows("fail_damaged", {"damaged": encode(damaged), "now": now})
+            await self._store.count("unclaim", {"claims": encode(lost)})
         except BaseException:
             self._lost_claims[:0] = lost
             raise
