@@ -104,7 +104,8 @@ class PostgresConsumer:
     - ``_lost_claims``: the receipts (worker, time) of its claims whose answer never came
       (the connection was lost, or the caller was cancelled while the statement ran). Such
       a claim may have committed; its jobs go back, the attempt uncounted, at the next
-      claim or at :meth:`close`, rather than waiting for their lease to expire.
+      claim or at :meth:`close`, rather than waiting for their lease to expire. A receipt
+      also names the damaged jobs the claim found, if any: those are failed instead.
 
     These are the session's own: one worker's claim says nothing about what another
     worker's queues hold. The listener and its counts, which every session reads, belong
