@@ -167,6 +167,7 @@ def show_job(record: JobRecord, as_json: bool) -> None:
         ("queue", record.queue),
         ("priority", str(record.priority)),
         ("attempts", f"{record.attempts}/{record.max_attempts}"),
+        ("losses", f"{record.losses} (worker lost while running it; not an attempt)"),
         ("args", json.dumps(record.args)),
         ("kwargs", json.dumps(record.kwargs)),
         ("key", record.key or "-"),

@@ -56,8 +56,15 @@ class Job(Generic[R]):
 
     @property
     def attempts(self) -> int:
-        """Attempts started so far (a crash counts)."""
+        """Attempts started so far; a run whose worker was lost does not count (see
+        :attr:`losses`)."""
         return self._record.attempts
+
+    @property
+    def losses(self) -> int:
+        """How many times its worker was lost (killed, out of memory, a lost node) while it
+        ran it; the loss after ``conveyor.job.MAX_LOSSES`` fails it as a poison pill."""
+        return self._record.losses
 
     @property
     def max_attempts(self) -> int:

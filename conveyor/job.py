@@ -45,6 +45,13 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 
+MAX_LOSSES = 2
+"""How many times a job may lose its worker (its lease expired: the worker was SIGKILLed, ran
+out of memory, lost its node) and still run again. A loss does not spend an attempt; the loss
+after these ends the job ``failed`` as a poison pill (``conveyor.PoisonPill``), since a job
+that was running each time its worker died is the likely cause."""
+
+
 def can_move(src: Status, dst: Status) -> bool:
     """Whether the lifecycle allows a job to go from ``src`` to ``dst``."""
     return dst in TRANSITIONS[src]
@@ -82,6 +89,9 @@ class JobRecord(msgspec.Struct, kw_only=True):
     token: int = 0
     lease_until: float | None = None
     cancel_requested: bool = False
+    losses: int = 0
+    """How many times a worker was lost while it ran this job (its lease expired): counted
+    apart from ``attempts``, which a loss does not spend (see :data:`MAX_LOSSES`)."""
 
 
 _id_lock = threading.Lock()

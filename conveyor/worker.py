@@ -20,10 +20,11 @@ from types import CodeType
 
 from conveyor.app import Conveyor
 from conveyor.brokers.base import Consumer, HeartbeatReply, Lease, Outcome, WorkerInfo
+from conveyor.brokers.common import POISON_PILL
 from conveyor.errors import ConfigurationError
 from conveyor.execute import SyncRunner, execute
 from conveyor.heartbeat import Heartbeat
-from conveyor.job import JobRecord, Status
+from conveyor.job import MAX_LOSSES, JobRecord, Status
 from conveyor.outcomes import Outcomes
 from conveyor.tally import Tally
 
@@ -414,7 +415,7 @@ class Worker:
             now = time.time()
             try:
                 for job_id in await self.broker.recover(now):
-                    log.warning("job %s: its worker's lease expired; recovered", job_id)
+                    await self._report_loss(job_id)
                 if now - last_prune > 60:
                     last_prune = now
                     while await self.broker.prune(self.app.retention, now, 1000) == 1000:
@@ -429,6 +430,26 @@ class Worker:
                     self.id, idle,
                 )  # fmt: skip
             await asyncio.sleep(min(self.lease / 2, 5.0))
+
+    async def _report_loss(self, job_id: str) -> None:
+        """Log where a job whose worker was lost went (recoveries are rare: it is read back),
+        so the log never says a job was recovered when it was failed."""
+        job = await self.broker.get(job_id)
+        if job is None:
+            return
+        error = job.error.message if job.error is not None else ""
+        if job.status is Status.FAILED and job.error is not None and job.error.type == POISON_PILL:
+            log.error(
+                "job %s (%s): failed as a poison pill after %d losses: %s",
+                job.id, job.task, job.losses, error,
+            )  # fmt: skip
+        elif job.status in (Status.FAILED, Status.CANCELLED):
+            log.error("job %s (%s): lease expired; %s: %s", job.id, job.task, job.status, error)
+        else:
+            log.warning(
+                "job %s (%s): lease expired (loss %d/%d): back to its queue",
+                job.id, job.task, job.losses, MAX_LOSSES,
+            )  # fmt: skip
 
     async def _drain(self, runners: list[asyncio.Task[None]]) -> None:
         """End the runners: jobs claimed still run, within the grace period unless killed;

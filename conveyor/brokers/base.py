@@ -178,6 +178,10 @@ class Consumer(Protocol):
         running with ``attempts + 1``, a fresh ``token`` (greater than any before for that
         job), ``worker``, ``started_at`` = now and ``lease_until = now + lease``. Returned
         in claim order. Jobs handed to this consumer while it waited come first.
+
+        A job whose stored record cannot be decoded (args that are not a JSON array, kwargs
+        not an object, malformed JSON) is not returned: it is failed alone, with an error of
+        type ``conveyor.DecodeError`` naming the field, and the rest of the claim is.
         """
         ...
 
@@ -261,13 +265,17 @@ class Broker(Protocol):
         ...
 
     async def recover(self, now: float) -> list[str]:
-        """Put running jobs whose lease expired back to queued, or to failed when their
-        attempts are used up (a crash counts as an attempt), or to cancelled when a cancel
-        was asked for. Returns their ids."""
+        """Put running jobs whose lease expired (their worker was lost) back to queued
+        without spending the attempt (``attempts`` goes back down by one, as in
+        :meth:`Consumer.release`) and count the loss (``losses + 1``); the loss after
+        :data:`conveyor.job.MAX_LOSSES` ends the job failed as a poison pill
+        (``conveyor.PoisonPill``), and a job asked to cancel ends cancelled. Returns their ids
+        (read a job back to learn which way it went)."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:
-        """One job, or None."""
+        """One job, or None. A stored field that does not decode is shown as a placeholder
+        carrying its stored text, never raised: a damaged record stays readable."""
         ...
 
     async def counts(self) -> Counts:
@@ -314,7 +322,8 @@ class Broker(Protocol):
     # Last in the class: a method named ``list`` would shadow the builtin in the
     # annotations that follow it.
     async def list(self, where: JobFilter) -> list[JobRecord]:
-        """A page of jobs matching ``where``, newest (highest id) first."""
+        """A page of jobs matching ``where``, newest (highest id) first; a damaged record is
+        listed as :meth:`get` shows it."""
         ...
 
 

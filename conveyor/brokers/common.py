@@ -32,6 +32,38 @@ def lease_expired_error(worker: str | None, attempts: int) -> ErrorInfo:
     )
 
 
+POISON_PILL = "conveyor.PoisonPill"
+"""The error type recorded on a job failed because its worker was lost each time it ran it."""
+
+DECODE_ERROR = "conveyor.DecodeError"
+"""The error type recorded on a job whose stored record cannot be read back (failed alone)."""
+
+
+def poison_pill_error(worker: str | None, losses: int) -> ErrorInfo:
+    """The error recorded when a job's worker was lost for the ``losses``-th time, more than
+    :data:`conveyor.job.MAX_LOSSES`: the job itself most likely kills its workers."""
+    return ErrorInfo(
+        POISON_PILL,
+        f"its worker was lost {losses} times while running this job (the lease expired each "
+        "time): probably a poison pill that kills its worker (out of memory, a segfault, "
+        f"os._exit); the last worker was {worker}",
+    )
+
+
+def decode_error(field: str, reason: str, raw: object) -> ErrorInfo:
+    """The error recorded on a job whose stored ``field`` (``raw``, shown shortened) cannot be
+    decoded, for ``reason``."""
+    return ErrorInfo(
+        DECODE_ERROR, f"the stored {field} cannot be decoded ({reason}): {shorten(raw)}"
+    )
+
+
+def shorten(raw: object, limit: int = 200) -> str:
+    """``raw`` (stored text or bytes) as a short printable text, for messages and listings."""
+    text = repr(raw.decode(errors="replace") if isinstance(raw, bytes) else raw)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # -- waiters ----------------------------------------------------------------------------------
 
 
@@ -214,16 +246,21 @@ def heartbeat_reply(
 
 
 __all__ = [
+    "DECODE_ERROR",
     "LEASE_EXPIRED",
+    "POISON_PILL",
     "ForkGuard",
     "Waiter",
     "Waiters",
+    "decode_error",
     "first_outcomes",
     "heartbeat_reply",
     "lease_expired_error",
+    "poison_pill_error",
     "redact",
     "refused_ids",
     "shared_waiters",
+    "shorten",
     "split_url",
     "whole_number",
 ]

@@ -27,10 +27,10 @@ from conveyor.brokers.base import (
     WorkerInfo,
     decode_json,
 )
-from conveyor.brokers.common import LEASE_EXPIRED, Waiters
+from conveyor.brokers.common import LEASE_EXPIRED, Waiters, poison_pill_error
 from conveyor.brokers.common import lease_expired_error as _lease_expired
 from conveyor.brokers.session import StoreConsumer
-from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
+from conveyor.job import FINISHED, MAX_LOSSES, PENDING, ErrorInfo, JobRecord, Status
 
 
 def lease_expired_error(job: JobRecord) -> ErrorInfo:
@@ -230,7 +230,9 @@ class MemoryBroker:
             self._waiters.notify(woken)
 
     async def recover(self, now: float) -> list[str]:
-        """Expired leases go back to queued, or to failed when no attempts are left."""
+        """Expired leases go back to queued without spending the attempt (a loss, counted);
+        the loss after :data:`MAX_LOSSES` fails the job as a poison pill; a job asked to
+        cancel ends cancelled."""
         recovered: list[str] = []
         with self._lock:
             woken: set[str] = set()
@@ -238,11 +240,18 @@ class MemoryBroker:
                 if job.status is not Status.RUNNING or (job.lease_until or 0) > now:
                     continue
                 recovered.append(job.id)
-                job.error = _lease_expired(job.worker, job.attempts)
+                job.losses += 1
+                poisoned = job.losses > MAX_LOSSES and not job.cancel_requested
+                job.error = (
+                    poison_pill_error(job.worker, job.losses)
+                    if poisoned
+                    else _lease_expired(job.worker, job.attempts)
+                )
+                job.attempts = max(job.attempts - 1, 0)
                 job.worker = None
                 if job.cancel_requested:
                     self._end(job, Status.CANCELLED, now)
-                elif job.attempts >= job.max_attempts:
+                elif poisoned:
                     self._end(job, Status.FAILED, now)
                 else:
                     job.lease_until = None
@@ -319,6 +328,7 @@ class MemoryBroker:
                         continue
                     self._keys[job.key] = job.id
                 job.attempts = 0
+                job.losses = 0
                 job.finished_at = None
                 job.eta = now
                 self._push(job, now)

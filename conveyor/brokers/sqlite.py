@@ -39,13 +39,14 @@ from conveyor.brokers.base import (
     Outcome,
     Retention,
     WorkerInfo,
-    decode_json,
 )
 from conveyor.brokers.common import (
     ForkGuard,
+    decode_error,
     first_outcomes,
     heartbeat_reply,
     lease_expired_error,
+    poison_pill_error,
     refused_ids,
     shared_waiters,
     split_url,
@@ -53,13 +54,15 @@ from conveyor.brokers.common import (
 )
 from conveyor.brokers.session import StoreConsumer
 from conveyor.brokers.sql import queries
+from conveyor.brokers.sqlite_rows import STATUS, TOKEN, UNREADABLE, damage, job_of, shown
 from conveyor.errors import BrokerUnavailable, ConfigurationError
-from conveyor.job import FINISHED, PENDING, ErrorInfo, JobRecord, Status
+from conveyor.job import FINISHED, MAX_LOSSES, PENDING, ErrorInfo, JobRecord, Status
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-"""Kept in the file's ``PRAGMA user_version``; a newer file is refused rather than misread."""
+SCHEMA_VERSION = 2
+"""Kept in the file's ``PRAGMA user_version``; a newer file is refused rather than misread, an
+older one migrated (1 to 2: the ``losses`` column)."""
 
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 """How long an operation waits for another connection's write lock before giving up."""
@@ -69,11 +72,8 @@ _POLL = 0.01
 sleeps through a change another process committed."""
 
 _SQL = queries("sqlite")
-_STATUS = {s.value: s for s in Status}
 _encode = msgspec.json.Encoder().encode
-_decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_worker = msgspec.json.Decoder(WorkerInfo).decode
-_decode_any = msgspec.json.Decoder().decode
 
 
 def _json(value: object) -> str:
@@ -109,27 +109,6 @@ def _parse_url(url: str) -> tuple[str, int]:
 
 
 # -- rows and transactions -------------------------------------------------------------------
-
-
-def _job(row: tuple[Any, ...]) -> JobRecord:
-    """A ``jobs`` row (``SELECT *``: the columns follow JobRecord's fields) as a JobRecord.
-
-    Spelled out field by field rather than through a dict of the columns, which costs more,
-    as claims call it per job (benchmarks/sqlite_rows.py; figures in docs/design-notes.md).
-    """
-    (
-        job_id, task, queue, args, kwargs, status, priority, attempts, max_attempts, eta,
-        timeout, key, created_at, started_at, finished_at, result, error, worker, token,
-        lease_until, cancel_requested,
-    ) = row  # fmt: skip
-    return JobRecord(
-        id=job_id, task=task, queue=queue, args=_decode_any(args), kwargs=_decode_any(kwargs),
-        status=_STATUS[status], priority=priority, attempts=attempts,
-        max_attempts=max_attempts, eta=eta, timeout=timeout, key=key, created_at=created_at,
-        started_at=started_at, finished_at=finished_at, result=decode_json(result),
-        error=None if error is None else _decode_error(error), worker=worker, token=token,
-        lease_until=lease_until, cancel_requested=bool(cancel_requested),
-    )  # fmt: skip
 
 
 def _insert_params(job: JobRecord, status: Status) -> dict[str, Any]:
@@ -202,7 +181,7 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[JobRecord], now: float) ->
                 row = conn.execute(_SQL["get"], {"id": job.id}).fetchone()
             if row is None:
                 raise BrokerUnavailable(f"job {job.id} was neither inserted nor found")
-            stored.append(_job(row))
+            stored.append(shown(row))
     return stored
 
 
@@ -226,7 +205,18 @@ def _claim(
     with _transaction(conn):
         conn.execute(_SQL["promote"], params)
         rows = conn.execute(_claim_sql(len(queues)), params).fetchall()
-    claimed = [_job(r) for r in rows]
+    claimed: list[JobRecord] = []
+    damaged: list[tuple[str, int, ErrorInfo]] = []
+    for row in rows:
+        try:
+            claimed.append(job_of(row))
+        except UNREADABLE:
+            # Decoded after the commit, so the common case holds the write lock no longer;
+            # a damaged job fails alone in a second, rare transaction (token-checked).
+            _, field, reason, raw = damage(row) or (0, "record", "unreadable", row[0])
+            damaged.append((row[0], row[TOKEN], decode_error(field, reason, raw)))
+    if damaged:
+        _write(conn, _SQL["fail_damaged"], {"damaged": _json(damaged), "now": now})
     claimed.sort(key=lambda j: (-j.priority, j.eta, j.id))
     return claimed
 
@@ -303,8 +293,17 @@ def _recover(conn: sqlite3.Connection, now: float) -> tuple[list[str], set[str]]
         return [], set()
     with _transaction(conn):
         expired = sorted(conn.execute(_SQL["expired"], {"now": now}).fetchall())
-        errors = [(job_id, lease_expired_error(w, a)) for job_id, w, a in expired]
-        rows = conn.execute(_SQL["recover"], {"expired": _json(errors), "now": now}).fetchall()
+        errors = [
+            (
+                job_id,
+                poison_pill_error(w, losses + 1)
+                if losses >= MAX_LOSSES and not cancel
+                else lease_expired_error(w, a),
+            )
+            for job_id, w, a, losses, cancel in expired
+        ]
+        params = {"expired": _json(errors), "now": now, "max_losses": MAX_LOSSES}
+        rows = conn.execute(_SQL["recover"], params).fetchall()
     done = {job_id for job_id, _, _ in rows}
     return (
         [job_id for job_id, _ in errors if job_id in done],
@@ -317,7 +316,7 @@ def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> JobRecord | No
         conn.execute(_SQL["cancel_pending"], {"id": job_id, "now": now})
         conn.execute(_SQL["cancel_running"], {"id": job_id})
         row = conn.execute(_SQL["get"], {"id": job_id}).fetchone()
-    return None if row is None else _job(row)
+    return None if row is None else shown(row)
 
 
 def _prune(conn: sqlite3.Connection, retention: Retention, now: float, limit: int) -> int:
@@ -479,13 +478,22 @@ class SQLiteBroker:
                 f"SQLite database {self.path} has schema version {version}, newer than this "
                 f"Conveyor's {SCHEMA_VERSION}: upgrade Conveyor"
             )
-        # Several processes may get here at once on a new file: the write lock runs them one
-        # after the other, and IF NOT EXISTS makes the later ones no-ops.
+        # Several processes may get here at once: the write lock runs them one after the
+        # other. On a new file IF NOT EXISTS makes the later ones no-ops; an upgrade looks at
+        # the version again once it holds the lock. (executescript commits first, so the
+        # upgrade runs its statements one by one.)
         try:
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{_SQL['schema']}\n"
-                f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            )
+            if version == 0:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{_SQL['schema']}\n"
+                    f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+                )
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:
+                conn.execute(_SQL["migrate_2"])
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -600,7 +608,7 @@ class SQLiteBroker:
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
         row = await self._run(lambda conn: conn.execute(_SQL["get"], {"id": job_id}).fetchone())
-        return None if row is None else _job(row)
+        return None if row is None else shown(row)
 
     async def counts(self) -> Counts:
         """Jobs per queue and status; a scheduled job whose eta has come counts as queued."""
@@ -608,7 +616,7 @@ class SQLiteBroker:
         rows = await self._run(lambda conn: conn.execute(_SQL["counts"], params).fetchall())
         result: dict[str, dict[Status, int]] = {}
         for queue, status, n in rows:
-            result.setdefault(queue, {})[_STATUS[status]] = n
+            result.setdefault(queue, {})[STATUS[status]] = n
         return result
 
     async def workers(self, now: float, ttl: float) -> list[WorkerInfo]:
@@ -679,7 +687,7 @@ class SQLiteBroker:
             "limit": max(where.limit, 0),
         }
         rows = await self._run(lambda conn: conn.execute(_SQL["list"], params).fetchall())
-        return [_job(r) for r in rows]
+        return [shown(r) for r in rows]
 
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "SQLiteBroker"]

@@ -73,6 +73,7 @@ class JobView(msgspec.Struct, kw_only=True):
     priority: int
     attempts: int
     max_attempts: int
+    losses: int
     eta: float
     timeout: float | None
     key: str | None
@@ -202,6 +203,7 @@ def view(record: JobRecord, root: str) -> JobView:
         priority=record.priority,
         attempts=record.attempts,
         max_attempts=record.max_attempts,
+        losses=record.losses,
         eta=record.eta,
         timeout=record.timeout,
         key=record.key,

@@ -193,3 +193,29 @@ def test_migrate_prints_json_on_postgres(env: Env, postgres_server: PostgresServ
     )  # fmt: skip
     again = json.loads(env.cli("migrate", "--url", url, "--json").stdout)
     assert (again["migrated"], again["from"], again["to"]) == (False, first["to"], first["to"])
+
+
+def test_a_damaged_record_fails_alone_and_stays_listable(env: Env) -> None:
+    """A job whose stored args do not decode, among good ones: a burst worker fails it with a
+    decode error and runs the others; `jobs --status failed`, `failed list` and `job` show it
+    (its stored text in place of its args) and exit 0."""
+    import sqlite3
+
+    ids = [env.enqueue("acc_tasks.add", "--args", f"[{n}, 1]") for n in range(5)]
+    conn = sqlite3.connect(env.root / "conveyor.db", isolation_level=None)
+    try:
+        conn.execute("UPDATE jobs SET args = 'not json {' WHERE id = ?", (ids[2],))
+    finally:
+        conn.close()
+    worker = env.worker("--burst")
+    assert worker.wait(timeout=60) == 0
+    statuses = [env.job(i)["status"] for i in ids]
+    assert statuses == ["succeeded", "succeeded", "failed", "succeeded", "succeeded"]
+    for command in (["jobs", "--status", "failed"], ["failed", "list"]):
+        listed = env.cli(*command).stdout
+        assert ids[2] in listed
+        assert "conveyor.DecodeError" in listed
+    shown = env.cli("job", ids[2]).stdout
+    assert "<undecodable: 'not json {'>" in shown
+    failed = json.loads(env.cli("failed", "list", "--json").stdout)
+    assert [j["id"] for j in failed] == [ids[2]]

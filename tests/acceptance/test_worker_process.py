@@ -21,18 +21,23 @@ def status(env: Env, job_id: str) -> object:
 
 
 def test_sigkill_mid_job_is_recovered_by_another_worker(env: Env) -> None:
-    """A worker killed with SIGKILL loses its lease; another worker runs the job (attempt 2)."""
+    """A worker killed with SIGKILL loses its lease; another worker runs the job, also with
+    retries=0: the loss is counted apart and spends no attempt."""
     first = env.worker("--lease", "1")
-    job_id = env.enqueue("acc_tasks.hold", "--args", '["k", 60]')
+    job_id = env.enqueue("acc_tasks.hold", "--args", '["k", 60]', "--retries", "0")
     eventually((env.marks / "k.started").exists, what="first attempt to start")
     first.send_signal(signal.SIGKILL)
     first.wait()
     env.worker("--lease", "1")
     eventually(lambda: status(env, job_id) == "succeeded", what="job to succeed elsewhere")
     job = env.job(job_id)
-    assert job["attempts"] == 2
-    assert "lease expired; recovered" in env.log()
+    assert (job["attempts"], job["max_attempts"], job["losses"]) == (1, 1, 1)
+    assert "lease expired (loss 1/2): back to its queue" in env.log()
+    assert "recovered" not in env.log()
     assert (env.marks / "k.done").read_text() != str(first.pid)
+    shown = env.cli("job", job_id).stdout
+    assert re.search(r"attempts +1/1", shown)
+    assert re.search(r"losses +1 ", shown)
 
 
 def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(env: Env) -> None:

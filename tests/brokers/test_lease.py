@@ -22,8 +22,6 @@ from tests.brokers.support import (
     worker_info,
 )
 
-LEASE_EXPIRED = "conveyor.LeaseExpired"
-
 
 async def test_heartbeat_extends_held_leases(broker: Broker) -> None:
     """A heartbeat moves a held lease to now + lease, so recovery leaves the job alone."""
@@ -104,38 +102,6 @@ async def test_silent_workers_age_out(broker: Broker) -> None:
     await heartbeat(broker, fresh, [], LEASE, now + 50)
     assert await broker.workers(now + 70, 60) == [fresh]
     assert await broker.workers(now + 200, 60) == []
-
-
-async def test_recover_requeues_an_expired_lease_counting_the_attempt(broker: Broker) -> None:
-    """An expired lease with attempts left goes back to queued; the crash counted."""
-    [job] = await broker.enqueue([make_job(max_attempts=3)])
-    now = time.time()
-    await claim_one(broker, job.id, now=now, lease=10)
-    assert await broker.recover(now + 11) == [job.id]
-    back = await must_get(broker, job.id)
-    assert back.status is Status.QUEUED
-    assert back.attempts == 1
-
-    again = await claim_one(broker, job.id, now=now + 11)
-    assert again.attempts == 2
-
-
-async def test_recover_fails_a_job_with_no_attempts_left(broker: Broker) -> None:
-    """An expired lease on the last attempt fails the job with a LeaseExpired error."""
-    [job] = await broker.enqueue([make_job(max_attempts=2)])
-    now = time.time()
-    await claim_one(broker, job.id, now=now, lease=10)
-    assert await broker.recover(now + 11) == [job.id]
-    await claim_one(broker, job.id, now=now + 12, lease=10)
-    assert await broker.recover(now + 23) == [job.id]
-
-    dead = await must_get(broker, job.id)
-    assert dead.status is Status.FAILED
-    assert dead.attempts == 2
-    assert dead.error is not None
-    assert dead.error.type == LEASE_EXPIRED
-    assert dead.finished_at == at(now + 23)
-    assert await claim(broker, now=now + 1000) == []
 
 
 async def test_recover_cancels_a_job_asked_to_cancel(broker: Broker) -> None:

@@ -120,21 +120,14 @@ async def test_brokers_move_jobs_along_the_transitions_and_use_each_one(broker: 
     await walk.step("cancel running", broker.cancel(job.id, t + 3))
     await walk.step("release asked to cancel", session(broker).release([lease_of(job)], t + 4))
 
-    # Lease expiry: queued again with attempts left, failed without, cancelled when asked.
-    await walk.enqueue(
-        make_job(queue="q-lost", max_attempts=3),
-        make_job(queue="q-lost", max_attempts=1),
-        make_job(queue="q-lost", max_attempts=3),
-    )
-    lost = await walk.claim("q-lost", now=t, limit=3, lease=5.0)
-    assert len(lost) == 3
-    await walk.step("cancel running", broker.cancel(lost[2].id, t + 1))
+    # Lease expiry: queued again (a loss, not a retry: test_losses.py has the poison pill's
+    # failure), cancelled when asked.
+    await walk.enqueue(make_job(queue="q-lost"), make_job(queue="q-lost"))
+    lost = await walk.claim("q-lost", now=t, limit=2, lease=5.0)
+    assert len(lost) == 2
+    await walk.step("cancel running", broker.cancel(lost[1].id, t + 1))
     await walk.step("recover", broker.recover(t + 10))
-    assert [(await must_get(broker, j.id)).status for j in lost] == [
-        S.QUEUED,
-        S.FAILED,
-        S.CANCELLED,
-    ]
+    assert [(await must_get(broker, j.id)).status for j in lost] == [S.QUEUED, S.CANCELLED]
 
     table = {(src, dst) for src, dsts in TRANSITIONS.items() for dst in dsts}
     unused = UNUSED.get(urlsplit(broker.url).scheme, set())

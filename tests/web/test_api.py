@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -240,3 +243,26 @@ async def test_it_mounts_under_a_prefix_of_another_app(tasks: Tasks) -> None:
         assert script.status_code == 200
         doc = (await client.get("/ops/queue/openapi.json", headers=bearer)).json()
         assert doc["servers"] == [{"url": "/ops/queue"}]
+
+
+async def test_a_damaged_record_is_listed_and_shown(tmp_path: Path) -> None:
+    """SQLite: the listing and the job's JSON keep working with a job whose stored args do
+    not decode (its stored text in their place), and a job shows its losses."""
+    tasks = Tasks(f"sqlite:///{tmp_path / 'web.db'}")
+    try:
+        async with serving(tasks.app) as client:
+            good = await enqueue(client, "t.add", args=[1, 2])
+            bad = await enqueue(client, "t.add", args=[3, 4])
+            conn = sqlite3.connect(tmp_path / "web.db", isolation_level=None)
+            try:
+                conn.execute("UPDATE jobs SET args = 'not json {' WHERE id = ?", (bad["id"],))
+            finally:
+                conn.close()
+            page = await client.get("/api/jobs")
+            assert page.status_code == 200, page.text
+            assert [j["id"] for j in page.json()["jobs"]] == [bad["id"], good["id"]]
+            shown = await job(client, bad["id"])
+            assert shown["args"] == ["<undecodable: 'not json {'>"]
+            assert shown["losses"] == 0
+    finally:
+        tasks.app.close()

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker TEXT,
     token INTEGER NOT NULL,
     lease_until REAL,
-    cancel_requested INTEGER NOT NULL
+    cancel_requested INTEGER NOT NULL,
+    losses INTEGER NOT NULL DEFAULT 0  -- added by schema version 2 (migrate_2), so last
 );
 -- Each index is partial on the statuses its queries look at, so a job's moves through the
 -- lifecycle touch only the indexes it enters or leaves.
@@ -55,12 +56,16 @@ CREATE TABLE IF NOT EXISTS workers (
     seen_at REAL NOT NULL
 );
 
+-- name: migrate_2
+-- Schema version 1 to 2: a job counts the times its worker was lost apart from its attempts.
+ALTER TABLE jobs ADD COLUMN losses INTEGER NOT NULL DEFAULT 0;
+
 -- name: insert
 -- One job of an enqueue batch; a conflict (its key is held, or its id exists) inserts nothing.
 INSERT INTO jobs VALUES (
     :id, :task, :queue, :args, :kwargs, :status, :priority, :attempts, :max_attempts, :eta,
     :timeout, :key, :created_at, :started_at, :finished_at, :result, :error, :worker, :token,
-    :lease_until, :cancel_requested
+    :lease_until, :cancel_requested, :losses
 ) ON CONFLICT DO NOTHING;
 
 -- name: key_holder
@@ -187,18 +192,23 @@ RETURNING jobs.queue;
 -- name: expired
 -- No ORDER BY: sorting by id would tempt SQLite to walk the whole id index instead of
 -- the few expired entries of jobs_leases.
-SELECT id, worker, attempts FROM jobs WHERE status = 'running' AND lease_until <= :now;
+SELECT id, worker, attempts, losses, cancel_requested FROM jobs
+WHERE status = 'running' AND lease_until <= :now;
 
 -- name: recover
--- Each entry is [id, error]: the error explains the expiry (it names the worker and attempt).
+-- Each entry is [id, error]: the error explains the expiry (it names the worker and attempt,
+-- or says the job is a poison pill). A loss is not an attempt: attempts goes back down and
+-- losses up; the loss after :max_losses fails the job (SET reads the row as it was).
 UPDATE jobs SET
     status = CASE
         WHEN cancel_requested THEN 'cancelled'
-        WHEN attempts >= max_attempts THEN 'failed'
+        WHEN losses >= :max_losses THEN 'failed'
         ELSE 'queued'
     END,
-    finished_at = iif(cancel_requested OR attempts >= max_attempts, :now, finished_at),
-    eta = iif(cancel_requested OR attempts >= max_attempts, eta, :now),
+    finished_at = iif(cancel_requested OR losses >= :max_losses, :now, finished_at),
+    eta = iif(cancel_requested OR losses >= :max_losses, eta, :now),
+    attempts = max(attempts - 1, 0),
+    losses = losses + 1,
     error = e.expiry_error,
     worker = NULL,
     lease_until = NULL,
@@ -206,6 +216,22 @@ UPDATE jobs SET
 FROM (SELECT value ->> 0 AS expired_id, value ->> 1 AS expiry_error FROM json_each(:expired)) AS e
 WHERE jobs.id = e.expired_id AND jobs.status = 'running' AND jobs.lease_until <= :now
 RETURNING jobs.id, jobs.queue, jobs.status;
+
+-- name: fail_damaged
+-- Claimed jobs whose stored record does not decode: each entry is [id, token, error]. They
+-- fail alone, with the error saying which field is damaged; the rest of the claim runs.
+UPDATE jobs SET
+    status = 'failed',
+    finished_at = :now,
+    error = d.damage,
+    worker = NULL,
+    lease_until = NULL,
+    cancel_requested = 0
+FROM (
+    SELECT value ->> 0 AS damaged_id, value ->> 1 AS damaged_token, value ->> 2 AS damage
+    FROM json_each(:damaged)
+) AS d
+WHERE jobs.id = d.damaged_id AND jobs.token = d.damaged_token AND jobs.status = 'running';
 
 -- name: list
 SELECT * FROM jobs
@@ -231,14 +257,15 @@ WHERE id = :id AND status IN ('scheduled', 'queued');
 UPDATE jobs SET cancel_requested = 1 WHERE id = :id AND status = 'running';
 
 -- name: retry_failed_ids
--- OR IGNORE skips, row by row, a job whose key an unfinished job holds (jobs_key).
-UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, finished_at = NULL, eta = :now
+-- OR IGNORE skips, row by row, a job whose key an unfinished job holds (jobs_key). A redriven
+-- job starts afresh: its attempts and losses count from zero.
+UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, losses = 0, finished_at = NULL, eta = :now
 WHERE id IN (SELECT value FROM json_each(:ids))
     AND status = 'failed' AND (:queue IS NULL OR queue = :queue)
 RETURNING queue;
 
 -- name: retry_failed_all
-UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, finished_at = NULL, eta = :now
+UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, losses = 0, finished_at = NULL, eta = :now
 WHERE status = 'failed' AND finished_at IS NOT NULL AND (:queue IS NULL OR queue = :queue)
 RETURNING queue;
 

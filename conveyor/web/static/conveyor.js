@@ -485,6 +485,7 @@
         ["Finished", clock(job.finished_at)],
         ["Timeout", job.timeout ? duration(job.timeout) : "none"],
       ];
+      if (job.losses) rows.push(["Losses", `its worker was lost ${job.losses} time(s) while running it (not counted as attempts)`]);
       if (job.lease_until) rows.push(["Lease until", clock(job.lease_until)]);
       if (job.cancel_requested) rows.push(["Cancel", "requested: its worker stops it at the next heartbeat"]);
       $("#job-facts").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]));
