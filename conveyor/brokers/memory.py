@@ -27,19 +27,9 @@ from conveyor.brokers.base import (
     WorkerInfo,
     decode_json,
 )
-from conveyor.brokers.common import LEASE_EXPIRED, Waiters, poison_pill_error
-from conveyor.brokers.common import lease_expired_error as _lease_expired
+from conveyor.brokers.common import Waiters, lease_expired_error, poison_pill_error
 from conveyor.brokers.session import StoreConsumer
-from conveyor.job import FINISHED, MAX_LOSSES, PENDING, ErrorInfo, JobRecord, Status
-
-
-def lease_expired_error(job: JobRecord) -> ErrorInfo:
-    """The error recorded when ``job``'s worker stopped renewing its lease.
-
-    Kept here for postgres.py, which imports it from this module until it moves to
-    :func:`conveyor.brokers.common.lease_expired_error`.
-    """
-    return _lease_expired(job.worker, job.attempts)
+from conveyor.job import FINISHED, MAX_LOSSES, PENDING, JobRecord, Status
 
 
 class MemoryBroker:
@@ -245,7 +235,7 @@ class MemoryBroker:
                 job.error = (
                     poison_pill_error(job.worker, job.losses)
                     if poisoned
-                    else _lease_expired(job.worker, job.attempts)
+                    else lease_expired_error(job.worker, job.attempts)
                 )
                 job.attempts = max(job.attempts - 1, 0)
                 job.worker = None
@@ -388,4 +378,4 @@ class MemoryBroker:
             return out
 
 
-__all__ = ["LEASE_EXPIRED", "MemoryBroker", "lease_expired_error"]
+__all__ = ["MemoryBroker"]
