@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from conveyor.app import Conveyor
 from conveyor.brokers.base import Consumer, HeartbeatReply, Lease, Outcome, WorkerInfo
+from conveyor.deploys import pass_on
 from conveyor.errors import ConfigurationError
 from conveyor.execute import SyncRunner, execute
 from conveyor.heartbeat import Heartbeat
@@ -34,13 +35,6 @@ EXIT_RESTART = 3  # a sync task would not stop: the process must be replaced
 FLUSH_AT_EXIT = 10.0  # seconds a stopping worker keeps retrying to record outcomes
 CLAIM_SPLIT = 20  # a claim for this many slots or more goes out as two halves at once
 BLOCKED_REPORT = 1.0  # seconds an async task may block the event loop before it is reported
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 class Phase(enum.Enum):
@@ -150,7 +144,7 @@ class Worker:
 
     def _move_to(self, phase: Phase) -> None:
         loop = self._loop
-        if loop is None or _running_loop() is loop:
+        if loop is None or asyncio._get_running_loop() is loop:
             self._advance(phase)
         else:
             loop.call_soon_threadsafe(self._advance, phase)
@@ -321,6 +315,8 @@ class Worker:
         try:
             if entry.reason:  # interrupted before it started (a kill with jobs queued)
                 raise asyncio.CancelledError
+            if job.task not in self.app.tasks and await pass_on(self.broker, self._session, job):
+                return None
             return await execute(
                 job, self.app.tasks, worker=self.id, middleware=self.app.middleware, sync=self._sync
             )
@@ -387,6 +383,7 @@ class Worker:
             seen_at=now,
             running=[e.job.id for e in entries],
             lease=self.lease,
+            tasks=sorted(self.app.tasks),
             # Copies: the memory broker keeps the object, and the counters go on moving.
             stats=self.tally.snapshot(),
         )

@@ -200,8 +200,8 @@ class MemoryBroker:
                 self._waiters.notify(woken)
         return refused
 
-    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as due now; the attempt does not count."""
+    async def hand_back(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due after ``delay``; the attempt does not count."""
         with self._lock:
             woken: set[str] = set()
             for held in leases:
@@ -214,9 +214,10 @@ class MemoryBroker:
                     self._end(job, Status.CANCELLED, now)
                     continue
                 job.lease_until = None
-                job.eta = now
+                job.eta = now + delay
                 self._push(job, now)
-                woken.add(job.queue)
+                if delay <= 0:
+                    woken.add(job.queue)
             self._waiters.notify(woken)
 
     async def recover(self, now: float) -> list[str]:
