@@ -258,10 +258,11 @@ class PostgresConsumer:
         applied = await self._store.rows("finish", {"outcomes": batch})
         return refused_ids(outcomes, applied)
 
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as due now; the attempt does not count."""
+    async def release(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due after ``delay``; the attempt does not count."""
         if leases:
-            await self._store.rows("release", {"leases": _encode(leases).decode(), "now": now})
+            params = {"leases": _encode(leases).decode(), "now": now, "eta": now + delay}
+            await self._store.rows("release", params)
 
     async def close(self) -> None:
         """Undo the claims whose answer was lost, if the server can be reached (otherwise

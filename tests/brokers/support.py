@@ -228,3 +228,12 @@ def not_yet(request: pytest.FixtureRequest, url: str, what: str) -> None:
         request.applymarker(
             pytest.mark.xfail(strict=True, reason=f"{what}: not yet on this broker")
         )
+
+
+async def enqueue_with(broker: Broker, jobs: Sequence[JobRecord]) -> None:
+    """Connect ``broker``, enqueue ``jobs`` and close it (run in another thread's loop)."""
+    await broker.connect()
+    try:
+        await broker.enqueue(jobs)
+    finally:
+        await broker.close()

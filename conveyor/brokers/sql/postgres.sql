@@ -258,15 +258,20 @@ WITH outcome AS (
 SELECT done.id, done.token FROM done, (SELECT count(*) FROM woken) AS notified;
 
 -- name: release
--- Running jobs handed back at shutdown: due now, and the attempt does not count. A job that
+-- Running jobs handed back (at shutdown; or for a worker that knows their task): due at
+-- %(eta)s (scheduled when later than %(now)s), and the attempt does not count. A job that
 -- was asked to cancel is cancelled instead of run again.
 WITH released AS (
     UPDATE {schema}.jobs SET
-        status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+        status = CASE
+            WHEN cancel_requested THEN 'cancelled'
+            WHEN %(eta)s > %(now)s THEN 'scheduled'
+            ELSE 'queued'
+        END,
         attempts = greatest(attempts - 1, 0),
         worker = NULL,
         lease_until = NULL,
-        eta = CASE WHEN cancel_requested THEN eta ELSE %(now)s END,
+        eta = CASE WHEN cancel_requested THEN eta ELSE %(eta)s END,
         finished_at = CASE WHEN cancel_requested THEN %(now)s ELSE finished_at END,
         cancel_requested = false
     FROM json_to_recordset(%(leases)s::json) AS held (id text, token bigint)
