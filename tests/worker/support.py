@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import conveyor
-from conveyor.brokers.base import Outcome
+from conveyor.brokers.base import Broker, Outcome
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.job import JobRecord, Status
 
@@ -43,6 +43,18 @@ async def until_status(
 async def record_of(app: conveyor.Conveyor, job_id: str) -> JobRecord:
     """The job's record as the broker has it now (read through the app, on its own loop)."""
     return (await app.get_job_async(job_id)).record
+
+
+@asynccontextmanager
+async def store_of(app: conveyor.Conveyor) -> AsyncIterator[Broker]:
+    """The app's store, connected on the running loop and closed on the way out (the memory
+    broker's copy is the app's broker itself, so it sees the same jobs)."""
+    broker = app.broker.copy()
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.close()
 
 
 @asynccontextmanager

@@ -239,9 +239,11 @@ class FlakyClaimBroker(MemoryBroker):
 
 
 async def test_worker_survives_a_failing_claim(
-    app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
+    memory_app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A claim that raises is logged and retried; the job still runs."""
+    # Memory only: the fault is injected by a subclass of the memory broker.
+    app = memory_app
     caplog.set_level(logging.ERROR, logger="conveyor.worker")
     broker = FlakyClaimBroker()
     app.broker = broker
@@ -276,10 +278,14 @@ async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor)
 
 
 async def test_a_stopping_worker_gives_up_on_an_unreachable_broker(
-    app: conveyor.Conveyor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    memory_app: conveyor.Conveyor,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Outcomes that cannot be recorded at shutdown are dropped after a bound, not retried
     forever; the job stays running until its lease expires and it runs again."""
+    # Memory only: the fault is injected by a subclass of the memory broker.
+    app = memory_app
     monkeypatch.setattr("conveyor.worker.FLUSH_AT_EXIT", 0.3)
     caplog.set_level(logging.ERROR, logger="conveyor.worker")
     app.broker = FailingFinishBroker()  # down for good
