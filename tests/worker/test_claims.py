@@ -71,7 +71,9 @@ async def test_a_job_enqueued_after_an_idle_worker_stopped_waits_for_the_next(
     async def echo(n: int) -> int:
         return n
 
-    async with running(app) as worker:
+    # A long poll: the slots offered in the idle wait would outlast the test, had the
+    # stopping worker not taken them back.
+    async with running(app, poll=WAIT * 10) as worker:
         warm = await echo.enqueue_async(0)
         assert await warm.result_async(timeout=WAIT) == 0
     assert worker.stats["succeeded"] == 1
