@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from conveyor.brokers.base import Lease, Outcome
 from conveyor.job import JobRecord, Status
 from conveyor.outcomes import Outcomes
@@ -19,12 +17,6 @@ def _ended(n: int) -> tuple[JobRecord, Outcome, float]:
     return job, Outcome(id=job.id, token=1, status=Status.SUCCEEDED, finished_at=1.0), 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="Outcomes.next_batch waits for a wake-up after the last batch, but close() set the "
-    "flag the recorder consumed for that batch: the worker hangs at `await recorder`",
-)
 async def test_the_recorder_ends_once_the_last_batch_after_close_is_recorded() -> None:
     """Outcomes that came, and the close, while a batch was being recorded: the next batch
     holds them, and once it is recorded the recorder is told the pile is done. (The wake-ups
