@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import conveyor
-from conveyor.brokers.base import Broker, Outcome
+from conveyor.brokers.base import Broker, Consumer, HeartbeatReply, Lease, Outcome, WorkerInfo
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.job import JobRecord, Status
 
@@ -94,3 +95,67 @@ class FailingFinishBroker(MemoryBroker):
             self.refusals += 1
             raise conveyor.BrokerUnavailable("connection refused")
         return await super().record(outcomes)
+
+
+class OvertakenOutcomes:
+    """A worker's session on any broker whose outcomes reach the store only once a claim has
+    returned after them: the order PostgreSQL's pool of connections may give a claim and an
+    outcome sent at once, made certain. A finish waits ``hold`` seconds at most, so that a
+    worker that claims nothing until its outcomes are recorded still gets them recorded."""
+
+    def __init__(self, inner: Consumer, hold: float = 1.0) -> None:
+        self.inner = inner
+        self.hold = hold
+        self._finishing = 0
+        self._claimed = asyncio.Event()
+
+    @property
+    def worker(self) -> str:
+        """The inner session's worker id."""
+        return self.inner.worker
+
+    @property
+    def queues(self) -> Sequence[str]:
+        """The inner session's queues."""
+        return self.inner.queues
+
+    @property
+    def lease(self) -> float:
+        """The inner session's lease."""
+        return self.inner.lease
+
+    async def claim(self, limit: int, now: float) -> list[JobRecord]:
+        """Claim; let the outcomes sent meanwhile go once the claim has returned."""
+        jobs = await self.inner.claim(limit, now)
+        if self._finishing:
+            self._claimed.set()
+        return jobs
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Record ``outcomes`` once a claim has returned after them (or ``hold`` passed)."""
+        self._finishing += 1
+        self._claimed.clear()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._claimed.wait(), self.hold)
+        finally:
+            self._finishing -= 1
+        return await self.inner.finish(outcomes)
+
+    async def wait(self, timeout: float) -> None:
+        """See the inner session."""
+        await self.inner.wait(timeout)
+
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], now: float
+    ) -> HeartbeatReply:
+        """See the inner session."""
+        return await self.inner.heartbeat(worker, leases, now)
+
+    async def release(self, leases: Sequence[Lease], now: float) -> None:
+        """See the inner session."""
+        await self.inner.release(leases, now)
+
+    async def close(self) -> None:
+        """See the inner session."""
+        await self.inner.close()

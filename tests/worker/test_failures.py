@@ -17,6 +17,7 @@ from conveyor.job import JobRecord
 from tests.worker.support import (
     WAIT,
     FailingFinishBroker,
+    OvertakenOutcomes,
     record_of,
     run_burst,
     running,
@@ -259,8 +260,14 @@ async def test_worker_survives_a_failing_claim(
     assert "claim failed (BrokerUnavailable: connection reset by peer)" in caplog.text
 
 
-async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor) -> None:
+async def test_burst_worker_fails_and_retries_in_one_run(
+    app: conveyor.Conveyor, request: pytest.FixtureRequest
+) -> None:
     """A burst worker sees a retry due at once and runs it before it returns."""
+    if app.url.startswith("postgresql"):
+        # Not strict: whether the claim overtakes the outcome is a race here. The next
+        # test makes it certain, on every broker.
+        request.applymarker(pytest.mark.xfail(reason=BURST_ENDS_EARLY, strict=False))
     calls: list[int] = []
 
     @app.task(retries=1, backoff=Backoff(base=0, jitter=False))
@@ -275,6 +282,42 @@ async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor)
     assert await job.result_async(timeout=WAIT) == 2
     assert worker.stats["retried"] == 1
     assert worker.stats["succeeded"] == 1
+
+
+BURST_ENDS_EARLY = (
+    "Worker._claimer ends a burst on an empty claim with no job running, without waiting "
+    "for the outcomes piled but not yet recorded: a retry one of them schedules is left "
+    "queued (conveyor/worker.py, left to its owners)"
+)
+
+
+@pytest.mark.xfail(raises=AssertionError, strict=True, reason=BURST_ENDS_EARLY)
+async def test_a_burst_worker_runs_a_retry_whose_outcome_a_claim_overtook(
+    app: conveyor.Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last claim of a burst worker comes back empty while the outcome of a failed
+    attempt, a retry due at once, is still on its way to the broker: the worker runs that
+    retry before it returns. (PostgreSQL sends them on two connections, and either may win.)"""
+    calls: list[int] = []
+
+    @app.task(retries=1, backoff=Backoff(base=0, jitter=False))
+    def once_flaky() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first time")
+        return len(calls)
+
+    job = await once_flaky.enqueue_async()
+    worker = conveyor.Worker(app, burst=True, poll=0.05)
+    consumer = worker.broker.consumer
+    monkeypatch.setattr(
+        worker.broker,
+        "consumer",
+        lambda *args: OvertakenOutcomes(consumer(*args)),
+    )
+    assert await asyncio.wait_for(worker.run(), timeout=WAIT) == 0
+    record = await record_of(app, job.id)
+    assert (record.status, record.attempts, len(calls)) == (Status.SUCCEEDED, 2, 2)
 
 
 async def test_a_stopping_worker_gives_up_on_an_unreachable_broker(
