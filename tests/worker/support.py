@@ -46,6 +46,16 @@ async def record_of(app: conveyor.Conveyor, job_id: str) -> JobRecord:
     return (await app.get_job_async(job_id)).record
 
 
+async def until_seen(store: Broker, worker_id: str, timeout: float = WAIT) -> None:
+    """Poll the store until the worker ``worker_id`` has reported itself (its first heartbeat,
+    which its own thread sends as the worker starts, may come after its first claim)."""
+    deadline = time.monotonic() + timeout
+    while worker_id not in [w.id for w in await store.workers(time.time(), 3600)]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker {worker_id}'s first heartbeat never came")
+        await asyncio.sleep(0.005)
+
+
 @asynccontextmanager
 async def store_of(app: conveyor.Conveyor) -> AsyncIterator[Broker]:
     """The app's store, connected on the running loop and closed on the way out (the memory

@@ -14,7 +14,14 @@ from conveyor import Status
 from conveyor.brokers.base import Broker
 from conveyor.brokers.common import LEASE_EXPIRED
 from tests.brokers.support import PORTED
-from tests.worker.support import WAIT, FailingFinishBroker, eventually, record_of, running
+from tests.worker.support import (
+    WAIT,
+    FailingFinishBroker,
+    eventually,
+    record_of,
+    running,
+    until_seen,
+)
 
 
 async def test_lost_lease_outcome_is_refused(
@@ -41,10 +48,7 @@ async def test_lost_lease_outcome_is_refused(
     async with running(app, name="w1", concurrency=1) as w1:
         await asyncio.wait_for(first_started.wait(), WAIT)
         # Its first heartbeat (at start) is in; the next is a third of the lease away.
-        deadline = time.monotonic() + WAIT
-        while "w1" not in [w.id for w in await store.workers(time.time(), 60)]:
-            assert time.monotonic() < deadline, "w1's first heartbeat never came"
-            await asyncio.sleep(0.005)
+        await until_seen(store, "w1")
         # w1 misses its heartbeats: from the broker's view its lease has long expired.
         assert await store.recover(time.time() + 3600) == [job.id]
         requeued = await record_of(app, job.id)

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 import conveyor
+from conveyor.brokers.base import Broker
 from conveyor.job import Status
-from tests.worker.support import WAIT, eventually, running, until_status
+from tests.worker.support import WAIT, eventually, running, until_seen, until_status
 
 
 @pytest.fixture
@@ -26,7 +27,10 @@ def old_app(app: conveyor.Conveyor) -> Iterator[conveyor.Conveyor]:
 
 
 async def test_a_task_only_another_live_worker_knows_waits_for_it(
-    app: conveyor.Conveyor, old_app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
+    app: conveyor.Conveyor,
+    old_app: conveyor.Conveyor,
+    store: Broker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The old worker, idle, claims the new task's job first (the new worker is busy): it
     hands the job back for a moment, without spending the attempt, until the new worker is
@@ -46,7 +50,9 @@ async def test_a_task_only_another_live_worker_knows_waits_for_it(
 
     busy.enqueue()
     async with running(app, name="new", concurrency=1, queues=["default"]):
-        await asyncio.wait_for(started.wait(), WAIT)  # the new worker is full, and alive
+        await asyncio.wait_for(started.wait(), WAIT)  # the new worker is full
+        # ... and alive in the store's eyes: else the old worker rightly fails the job.
+        await until_seen(store, "new")
         async with running(old_app, name="old", concurrency=2, lease=3.0):
             job = new_feature.enqueue(21)
             await eventually(lambda: "handed back" in caplog.text, what="the hand-back")
