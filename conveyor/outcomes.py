@@ -71,6 +71,9 @@ class Outcomes:
     async def next_batch(self) -> list[Entry] | None:
         """The next batch to record, when it is time; None once closed and empty."""
         while True:
+            if self._closing and not self._pile:
+                # Not a wait: close()'s wake-up may have gone to the batch just recorded.
+                return None
             await self._due.wait()
             self._due.clear()
             if not self._may_go():
