@@ -261,15 +261,8 @@ async def test_worker_survives_a_failing_claim(
     assert "claim failed (BrokerUnavailable: connection reset by peer)" in caplog.text
 
 
-async def test_burst_worker_fails_and_retries_in_one_run(
-    app: conveyor.Conveyor, request: pytest.FixtureRequest
-) -> None:
+async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor) -> None:
     """A burst worker sees a retry due at once and runs it before it returns."""
-    if not app.url.startswith("memory:"):
-        # Off the memory broker the claim and the outcome are in flight at once (separate
-        # connections, or the store's own thread): whether the claim overtakes the outcome
-        # is a race, so not strict. The next test makes it certain, on every broker.
-        request.applymarker(pytest.mark.xfail(reason=BURST_ENDS_EARLY, strict=False))
     calls: list[int] = []
 
     @app.task(retries=1, backoff=Backoff(base=0, jitter=False))
@@ -288,14 +281,6 @@ async def test_burst_worker_fails_and_retries_in_one_run(
     assert worker.stats["succeeded"] == 1
 
 
-BURST_ENDS_EARLY = (
-    "Worker._claimer ends a burst on an empty claim with no job running, without waiting "
-    "for the outcomes piled but not yet recorded: a retry one of them schedules is left "
-    "queued (conveyor/worker.py, left to its owners)"
-)
-
-
-@pytest.mark.xfail(raises=AssertionError, strict=True, reason=BURST_ENDS_EARLY)
 async def test_a_burst_worker_runs_a_retry_whose_outcome_a_claim_overtook(
     app: conveyor.Conveyor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
