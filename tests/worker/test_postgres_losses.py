@@ -1,6 +1,5 @@
-"""A lost worker costs a job nothing on PostgreSQL too: the worker tests of test_losses.py,
-run here on a fresh PostgreSQL schema, and a row whose args are a JSON object failing alone
-under a worker while the 20 jobs of its claim run."""
+"""PostgreSQL under a worker: a row whose args are a JSON object fails alone while the 20
+jobs of its claim run. (The loss tests of test_losses.py run on every broker.)"""
 
 from __future__ import annotations
 
@@ -15,12 +14,6 @@ from conveyor.brokers.common import DECODE_ERROR
 from conveyor.job import Status
 from tests.servers import PostgresServer
 from tests.worker.support import WAIT, running, until_status
-
-# Collected again in this module, so that they take this module's ``lossy_app``.
-from tests.worker.test_losses import (
-    test_a_job_whose_worker_died_runs_again_with_retries_0,
-    test_a_poison_pill_fails_after_its_limit_while_the_others_run,
-)
 
 
 @pytest.fixture
