@@ -61,9 +61,3 @@ async def test_a_damaged_row_fails_alone_under_a_worker(
                 assert await handle.result_async(timeout=WAIT) == 2 * n
     assert damaged.error is not None
     assert damaged.error.type == DECODE_ERROR
-
-
-__all__ = [
-    "test_a_job_whose_worker_died_runs_again_with_retries_0",
-    "test_a_poison_pill_fails_after_its_limit_while_the_others_run",
-]
