@@ -146,7 +146,4 @@ class StoreConsumer:
                 await self._steps.hand_back([Lease(j.id, j.token) for j in held], time.time())
 
 
-# The name redis.py and postgres.py import until they have consumers of their own.
-StatelessConsumer = StoreConsumer
-
-__all__ = ["StatelessConsumer", "Steps", "StoreConsumer"]
+__all__ = ["Steps", "StoreConsumer"]

@@ -20,8 +20,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import pytest
-
 from conveyor.brokers.base import Broker, Consumer, JobFilter
 from conveyor.brokers.sqlite import SQLiteBroker
 from conveyor.job import JobRecord, Status
@@ -30,24 +28,6 @@ from tests.brokers.support import eventually, make_job, must_get, session
 JOBS = 3
 
 _Check = Callable[[], bool | Awaitable[bool]]
-
-REDIS_NEXT_CLAIM = (
-    "claim.lua hands a lost claim's jobs over again only up to the next claim's limit, then "
-    "deletes the receipt: the jobs beyond it stay running under the worker until their lease "
-    "expires"
-)
-REDIS_CLOSE = (
-    "RedisBroker keeps the receipts of claims whose reply was lost on the broker object, and "
-    "close() does not settle them: those jobs stay running under the worker until their "
-    "lease expires"
-)
-
-
-def _redis_gap(broker: Broker, request: pytest.FixtureRequest, reason: str) -> None:
-    # Not strict: Redis cannot be stalled from outside here, so the claim often ends before
-    # the cancel, and then nothing is lost.
-    if urlsplit(broker.url).scheme == "redis":
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
 
 
 @contextlib.asynccontextmanager
@@ -111,10 +91,9 @@ async def _running_under(broker: Broker, worker: str) -> set[str]:
 
 
 async def test_the_next_claim_returns_the_jobs_of_a_claim_cancelled_in_flight(
-    broker: Broker, request: pytest.FixtureRequest
+    broker: Broker,
 ) -> None:
     """After the session's next claims, every job is either with the caller or queued."""
-    _redis_gap(broker, request, REDIS_NEXT_CLAIM)
     jobs = [make_job() for _ in range(JOBS)]
     await broker.enqueue(jobs)
     consumer = session(broker)
@@ -130,12 +109,9 @@ async def test_the_next_claim_returns_the_jobs_of_a_claim_cancelled_in_flight(
     await consumer.close()
 
 
-async def test_close_hands_back_the_jobs_of_a_claim_cancelled_in_flight(
-    broker: Broker, request: pytest.FixtureRequest
-) -> None:
+async def test_close_hands_back_the_jobs_of_a_claim_cancelled_in_flight(broker: Broker) -> None:
     """Closed without claiming again, the session leaves no job running under its worker
     but those its caller received; the others are queued again, the attempt not counted."""
-    _redis_gap(broker, request, REDIS_CLOSE)
     jobs = [make_job() for _ in range(JOBS)]
     await broker.enqueue(jobs)
     consumer = session(broker)

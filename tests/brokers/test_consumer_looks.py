@@ -132,22 +132,12 @@ async def cancel_once_applied(
 
 @pytest.mark.parametrize("then", ["next claim", "close"])
 async def test_a_claim_cancelled_in_flight_leaves_no_job_running_under_the_worker(
-    broker: Broker, then: str, request: pytest.FixtureRequest
+    broker: Broker, then: str
 ) -> None:
     """A claim whose caller was cancelled after the request went out (the store applied
     it; its reply was never read) leaves no job running under the worker after the same
     session's next claim, or after its close: each job is either held by the caller,
     charged one attempt, or back in the queue with the attempt uncounted."""
-    if then == "close" and broker.url.startswith("redis"):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="Redis keeps the receipt of a claim whose reply was lost on the broker "
-                "object, for its next claim only: its session (the generic StoreConsumer) "
-                "does not settle it at close, so the jobs stay running until their lease "
-                "expires",
-                strict=False,
-            )
-        )
     [job] = await broker.enqueue([make_job()])
     consumer = session(broker)
     held: list[JobRecord] = []

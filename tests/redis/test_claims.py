@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -27,17 +28,15 @@ from tests.brokers.support import (
     heartbeat,
     make_job,
     must_get,
+    session,
     worker_info,
 )
 from tests.servers import RedisServer
 
 
-async def test_a_claim_whose_reply_was_lost_is_handed_over_again(
-    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The claim ran but its reply never came: the next claim of the same broker returns
-    those jobs with the same token, instead of leaving them to expire as a lost attempt."""
-    jobs = await broker.enqueue([make_job(max_attempts=1) for _ in range(3)])
+@contextlib.contextmanager
+def replies_lost(broker: RedisBroker, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Within the block, every claim runs in Redis but its reply is lost on the way back."""
     real = broker._eval
 
     async def reply_lost(name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -47,23 +46,114 @@ async def test_a_claim_whose_reply_was_lost_is_handed_over_again(
         return answer
 
     monkeypatch.setattr(broker, "_eval", reply_lost)
-    with pytest.raises(BrokerUnavailable):
-        await claim(broker, limit=2)
-    monkeypatch.setattr(broker, "_eval", real)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(broker, "_eval", real)
+
+
+async def test_a_claim_whose_reply_was_lost_is_handed_over_by_the_sessions_next_claim(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim ran but its reply never came: the next claim of the same session returns
+    those jobs with the same token, instead of leaving them to expire as a lost attempt.
+    The receipt is the session's: another session, even of the same worker, does not get
+    them."""
+    jobs = await broker.enqueue([make_job(max_attempts=1) for _ in range(3)])
+    worker = session(broker)
+    with replies_lost(broker, monkeypatch), pytest.raises(BrokerUnavailable):
+        await worker.claim(2, time.time())
 
     other = from_url(broker.url)  # another worker gets only what nobody holds
     try:
         assert [j.id for j in await claim(other, limit=10, worker="w2")] == [jobs[2].id]
     finally:
         await other.close()
-    again = await claim(broker, limit=10)
+    assert await claim(broker, limit=10) == []  # a session of its own: no receipt
+    again = await worker.claim(10, time.time())
     assert [j.id for j in again] == [j.id for j in jobs[:2]]
     for job in again:
         stored = await must_get(broker, job.id)
         assert (stored.status, stored.token, stored.attempts) == (
             Status.RUNNING, job.token, 1,
         )  # fmt: skip
-    assert await claim(broker, limit=10) == []  # handed over once
+    assert await worker.claim(10, time.time()) == []  # handed over once
+
+
+async def test_a_lost_claims_jobs_beyond_the_next_claims_limit_go_back(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next claim asks for fewer jobs than the lost one took: it returns what fits, and
+    the others are queued again, the attempt not counted, instead of waiting for their
+    lease to expire."""
+    jobs = await broker.enqueue([make_job(max_attempts=1) for _ in range(3)])
+    worker = session(broker)
+    with replies_lost(broker, monkeypatch), pytest.raises(BrokerUnavailable):
+        await worker.claim(3, time.time())
+    (first,) = await worker.claim(1, time.time())
+    assert first.id == jobs[0].id
+    for job in jobs[1:]:
+        stored = await must_get(broker, job.id)
+        assert (stored.status, stored.attempts, stored.worker) == (Status.QUEUED, 0, None)
+    rest = await worker.claim(10, time.time())
+    assert [j.id for j in rest] == [j.id for j in jobs[1:]]
+
+
+async def test_both_halves_of_a_split_claim_whose_replies_were_lost_are_handed_over(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker splits a big claim in two concurrent halves; when both replies are lost,
+    the session keeps both receipts, and its next claim hands over the jobs of both."""
+    jobs = await broker.enqueue([make_job(max_attempts=1) for _ in range(4)])
+    worker = session(broker)
+    now = time.time()
+    with replies_lost(broker, monkeypatch):
+        halves = await asyncio.gather(
+            worker.claim(2, now), worker.claim(2, now), return_exceptions=True
+        )
+    assert all(isinstance(h, BrokerUnavailable) for h in halves)
+    again = await worker.claim(10, time.time())
+    assert sorted(j.id for j in again) == sorted(j.id for j in jobs)
+    assert {j.attempts for j in again} == {1}
+
+
+async def test_closing_leaves_a_lost_claims_jobs_that_were_recovered_meanwhile(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receipts of a closing session name jobs it no longer holds: recovered, and one
+    of them claimed by another worker. Those stay as they are (the release is fenced)."""
+    jobs = await broker.enqueue([make_job(max_attempts=2) for _ in range(3)])
+    worker = session(broker)
+    with replies_lost(broker, monkeypatch), pytest.raises(BrokerUnavailable):
+        await worker.claim(3, time.time())
+    later = time.time() + LEASE + 1
+    assert sorted(await broker.recover(later)) == sorted(j.id for j in jobs)
+    (taken,) = await broker.consumer("w2", ["default"], LEASE).claim(1, later)
+    await worker.close()
+    for job in jobs:
+        stored = await must_get(broker, job.id)
+        if job.id == taken.id:
+            assert (stored.status, stored.worker, stored.token) == (
+                Status.RUNNING, "w2", taken.token,
+            )  # fmt: skip
+        else:
+            assert (stored.status, stored.attempts) == (Status.QUEUED, 1)
+
+
+async def test_closing_releases_a_lost_claims_jobs_still_held(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that closes without claiming again hands back what its lost claims took,
+    found by their receipts, the attempt not counted."""
+    jobs = await broker.enqueue([make_job(max_attempts=1) for _ in range(3)])
+    worker = session(broker)
+    with replies_lost(broker, monkeypatch), pytest.raises(BrokerUnavailable):
+        await worker.claim(10, time.time())
+    await worker.close()
+    for job in jobs:
+        stored = await must_get(broker, job.id)
+        assert (stored.status, stored.attempts, stored.worker) == (Status.QUEUED, 0, None)
+    assert len(await claim(broker, limit=10, worker="w2")) == 3
 
 
 async def test_idle_worker_starts_new_and_delayed_jobs_promptly(redis_url: str) -> None:
@@ -205,7 +295,7 @@ async def test_the_queues_of_jobs_are_remembered_within_a_bound(
     await broker.enqueue([make_job(queue="other") for _ in range(8)])
     claimed = await broker.consumer("w1", ["other"], LEASE).claim(8, time.time())
     assert len(claimed) == 8
-    assert len(broker._where) <= 10 + 8  # a batch may overshoot by its own size
-    assert first[0].id not in broker._where
+    assert len(broker._queue_of) <= 10 + 8  # a batch may overshoot by its own size
+    assert first[0].id not in broker._queue_of
     assert (await must_get(broker, first[0].id)).queue == "default"
-    assert broker._where[first[0].id] == "default"  # remembered again
+    assert broker._queue_of[first[0].id] == "default"  # remembered again

@@ -47,6 +47,16 @@ def test_bad_urls_are_refused(url: str, message: str) -> None:
         RedisBroker(url)
 
 
+@pytest.mark.parametrize(
+    "url", ["redis://:s3cret@h/0?cluster=maybe", "redis://u:s3cret@h/0?prefix=", "http://:s3cret@h"]
+)
+def test_a_refused_url_is_named_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        RedisBroker(url)
+    assert "s3cret" not in str(refused.value)
+    assert "***" in str(refused.value)
+
+
 async def test_unreachable_server_is_unavailable() -> None:
     """Nothing listening: connect raises BrokerUnavailable, promptly."""
     broker = from_url(f"redis://127.0.0.1:{free_port()}/0")
@@ -183,15 +193,15 @@ async def test_a_cancelled_call_leaves_no_reply_for_the_next(broker: RedisBroker
         assert (await broker.counts())["cancelled"][Status.QUEUED] == 1
 
 
-async def test_concurrent_calls_beyond_the_lanes_take_the_pool(broker: RedisBroker) -> None:
+async def test_calls_beyond_the_direct_connections_take_the_pool(broker: RedisBroker) -> None:
     """A few calls at once each get a direct connection of the broker; more than that go
     through redis-py's pool. Every call gets its own answer either way."""
     jobs = await broker.enqueue([make_job(queue=f"q{i}") for i in range(12)])
     for _ in range(3):
         found = await asyncio.gather(*(broker.get(j.id) for j in jobs))
         assert [f.queue if f else None for f in found] == [j.queue for j in jobs]
-    assert 1 <= len(broker._lanes) <= 3
-    assert sorted(map(id, broker._free_lanes)) == sorted(map(id, broker._lanes))
+    assert 1 <= len(broker._direct) <= 3
+    assert sorted(map(id, broker._free_direct)) == sorted(map(id, broker._direct))
 
 
 async def test_a_redis_that_does_not_answer_is_unavailable_not_a_hang(

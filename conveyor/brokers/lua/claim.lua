@@ -5,7 +5,7 @@
 --       or been handed jobs (see probe.lua), older receipts whose reply was lost
 -- Returns {the jobs, 1 if jobs handed to the worker are left in its inbox}, per job
 -- {payload, eta, error, attempts, token}: only what a producer gave and what a retry left
--- is read, the rest of a claimed job is known (see redis.py).
+-- is read, the rest of a claimed job is known (see RedisConsumer._claimed in redis_consumer.py).
 local now_s, lease_until, worker, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out, taken, low, fresh = {}, {}, {}, {}
 local pkeys, running = {}, {}  -- per job of out, its payload's key; per queue, Q:run entries
