@@ -23,6 +23,7 @@ from conveyor.brokers.common import ForkGuard
 from conveyor.brokers.redis_wire import (
     REDIS_ERRORS,
     ClaimedRow,
+    Damaged,
     claimed_jobs,
     guarded,
     handed_jobs,
@@ -205,6 +206,10 @@ class RedisConsumer:
             if lost:  # rare: after a lost reply. claim.lua hands over only up to the limit
                 held = await self._store._held(tags, self.worker, lost)
             rows, left = await self._store._claim_script(tags, argv)
+            # Decoded under the receipt: should this fail, the next claim hands the jobs over.
+            jobs, damaged = claimed_jobs(rows)
+            if damaged:  # rare: fail those alone (token-checked), the others go out
+                await self._fail_damaged(damaged, args[0])
         except BaseException:
             # The claim may have run with its reply lost: the next claim hands its jobs over.
             # The other half of a split claim may have lost its reply too: keep both.
@@ -215,10 +220,20 @@ class RedisConsumer:
             raise
         if left:
             self._offered = True
-        jobs = claimed_jobs(rows)
         if held:
             await self._hand_back_beyond(held, jobs, args[0])
         return jobs
+
+    async def _fail_damaged(self, damaged: list[Damaged], now: float) -> None:
+        """Fail the claimed jobs that do not decode, each alone, with its decode error."""
+        for job_id, _, error in damaged:
+            log.error("job %s cannot be decoded, failed alone: %s", job_id, error.message)
+        await self._store._record(
+            [
+                Outcome(id=i, token=token, status=Status.FAILED, finished_at=now, error=error)
+                for i, token, error in damaged
+            ]
+        )
 
     async def _hand_back_beyond(self, held: list[Lease], jobs: list[JobRecord], now: float) -> None:
         """Release the jobs of lost claims that the claim did not hand over again (beyond its

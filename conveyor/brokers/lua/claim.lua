@@ -4,23 +4,27 @@
 -- ARGV: now, lease_until, worker, limit, receipt, '1' if the worker may have offered slots
 --       or been handed jobs (see probe.lua), older receipts whose reply was lost
 -- Returns {the jobs, 1 if jobs handed to the worker are left in its inbox}, per job
--- {payload, eta, error, attempts, token}: only what a producer gave and what a retry left
+-- {payload, eta, error, attempts, token, losses, id}: only what a producer gave and what a retry left
 -- is read, the rest of a claimed job is known (see RedisConsumer._claimed in redis_consumer.py).
+-- A job whose hash is damaged (see flaw()) is failed alone, never claimed; one whose payload
+-- is missing (nil) or does not decode is failed by the claimer (damaged.lua).
 local now_s, lease_until, worker, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out, taken, low, fresh = {}, {}, {}, {}
 local pkeys, running = {}, {}  -- per job of out, its payload's key; per queue, Q:run entries
 
 -- Job id of queue q goes out under token; its payload is read with the others at the end.
-local function emit(q, id, eta, error, attempts, token)
-  out[#out + 1] = {false, eta, error or '', attempts, token}
+local function emit(q, id, eta, error, attempts, token, losses)
+  out[#out + 1] = {false, eta, error or '', attempts, token, tonumber(losses) or 0, id}
   pkeys[#out] = pkey(q, id)
 end
 
--- Hand over job id of queue q, fields f = {status, token, worker, eta, error, attempts}, if
+-- Hand over job id of queue q, fields f = {status, token, worker, eta, error, attempts,
+-- losses}, if
 -- this worker still holds it under token (ARGV tokens are strings, stored ones too).
 local function again(q, id, token, f)
-  if f[1] == 'running' and f[3] == worker and tonumber(f[2]) == token and #out < limit then
-    emit(q, id, f[4], f[5], tonumber(f[6]), token)
+  if f[1] == 'running' and f[3] == worker and tonumber(f[2]) == token and #out < limit
+    and tonumber(f[4]) and tonumber(f[6]) then  -- else damaged since: recover.lua fails it
+    emit(q, id, f[4], f[5], tonumber(f[6]), token, f[7])
     taken[q] = taken[q] or {}
     table.insert(taken[q], id)
     low[q] = math.min(low[q] or token, token - 1)
@@ -29,13 +33,12 @@ local function again(q, id, token, f)
   return false
 end
 
-local function take(q, id, token)
-  local j = jkey(q, id)
-  local f = redis.call('HMGET', j, 'e', 'x', 'a')
-  local attempts = tonumber(f[3]) + 1
-  redis.call('HSET', j, 's', 'running', 'a', attempts, 't', token, 'w', worker, 'b', now_s,
-    'l', lease_until)
-  emit(q, id, f[1], f[2], attempts, token)
+-- Claim job id of queue q, whose fields f = {s, e, x, a, n} were checked by flaw().
+local function take(q, id, token, f)
+  local attempts = tonumber(f[4]) + 1
+  redis.call('HSET', jkey(q, id), 's', 'running', 'a', attempts, 't', token, 'w', worker,
+    'b', now_s, 'l', lease_until)
+  emit(q, id, f[2], f[3], attempts, token, f[5])
   local r = running[q] or {}
   running[q] = r
   r[#r + 1], r[#r + 2] = lease_until, id
@@ -50,7 +53,7 @@ for i = 7, #ARGV do
     local entries = redis.call('LRANGE', rc, 0, -1)
     local from, to = tonumber(entries[1]), tonumber(entries[2])
     for n = 3, #entries do
-      local f = redis.call('HMGET', jkey(q, entries[n]), 's', 't', 'w', 'e', 'x', 'a')
+      local f = redis.call('HMGET', jkey(q, entries[n]), 's', 't', 'w', 'e', 'x', 'a', 'n')
       local token = tonumber(f[2])
       if token and token > from and token <= to then again(q, entries[n], token, f) end
     end
@@ -85,10 +88,18 @@ for _, q in ipairs(KEYS) do
     local due = redis.call('ZRANGEBYSCORE', q .. ':sched', '-inf', now_s, 'WITHSCORES',
       'LIMIT', 0, math.max(limit, 1000))
     for i = 1, #due, 2 do
-      local j = jkey(q, due[i])
-      ready(q, due[i], redis.call('HGET', j, 'pr'), due[i + 1])
-      redis.call('HSET', j, 's', 'queued')
-      redis.call('ZREM', q .. ':sched', due[i])
+      local id = due[i]
+      local f = redis.call('HMGET', jkey(q, id), 's', 'pr')
+      local what = flaw({'s', 'pr'}, f)
+      redis.call('ZREM', q .. ':sched', id)
+      if not f[1] then
+        report(q, id, what)  -- an id without a job: nothing to queue
+      elseif what then
+        fail_damaged(q, id, now_s, what)
+      else
+        ready(q, id, f[2], due[i + 1])
+        redis.call('HSET', jkey(q, id), 's', 'queued')
+      end
     end
     local got = 0
     for _, pr in ipairs(redis.call('ZRANGE', q .. ':prios', 0, -1)) do
@@ -116,15 +127,27 @@ if #live > 1 then
   end)
 end
 
--- What a queue gives is a prefix of each of its priorities' order: remove those.
-local n, per = math.min(want, #heads), {}
+-- Read the candidates before any write about them: a damaged one (see flaw()) is failed
+-- alone, an id without a job or a job no longer queued (a stray entry) is dropped, and the
+-- others are claimed. The same one HMGET per job that the claim needs anyway.
+local FIELDS = {'s', 'e', 'x', 'a', 'n'}
+local n, per, good, bad = math.min(want, #heads), {}, {}, {}
 for i = 1, n do
-  local q, pr = heads[i][4], heads[i][5]
+  local q, pr, id = heads[i][4], heads[i][5], heads[i][3]
+  local f = redis.call('HMGET', jkey(q, id), 's', 'e', 'x', 'a', 'n')
   per[q] = per[q] or {}
   per[q][pr] = (per[q][pr] or 0) + 1
-  taken[q] = taken[q] or {}
-  table.insert(taken[q], heads[i][3])
-  fresh[q] = (fresh[q] or 0) + 1
+  local what = flaw(FIELDS, f)
+  if f[1] == 'queued' and not what then
+    good[#good + 1] = {q, id, f}
+    taken[q] = taken[q] or {}
+    table.insert(taken[q], id)
+    fresh[q] = (fresh[q] or 0) + 1
+  elseif f[1] and (f[1] == 'queued' or not KNOWN[f[1]]) then
+    bad[#bad + 1] = {q, id, what or ('its s field is not a status: ' .. string.sub(f[1], 1, 40))}
+  else
+    report(q, id, what or ('it is ' .. f[1] .. ', not queued'))
+  end
 end
 for q, prs in pairs(per) do
   for pr, c in pairs(prs) do
@@ -143,11 +166,12 @@ for q, ids in pairs(taken) do
   variadic('RPUSH', rc, ids)
   redis.call('PEXPIRE', rc, math.ceil((tonumber(lease_until) - tonumber(now_s)) * 1000) + 1000)
 end
-for i = 1, n do
-  local q = heads[i][4]
+for _, g in ipairs(good) do
+  local q = g[1]
   tokens[q] = tokens[q] + 1
-  take(q, heads[i][3], tokens[q])
+  take(q, g[2], tokens[q], g[3])
 end
+for _, b in ipairs(bad) do fail_damaged(b[1], b[2], now_s, b[3]) end
 for q, r in pairs(running) do run_add(q, r) end
 for i = 1, #pkeys, 1000 do
   local payloads = redis.call('MGET', unpack(pkeys, i, math.min(i + 999, #pkeys)))
