@@ -92,8 +92,9 @@ for _, q in ipairs(KEYS) do
       local f = redis.call('HMGET', jkey(q, id), 's', 'pr')
       local what = flaw({'s', 'pr'}, f)
       redis.call('ZREM', q .. ':sched', id)
-      if not f[1] then
-        report(q, id, what)  -- an id without a job: nothing to queue
+      if what and gone(q, id) then
+        report(q, id, 'no job for this id')
+        redis.call('ZREM', q .. ':ids', id)
       elseif what then
         fail_damaged(q, id, now_s, what)
       else
@@ -130,11 +131,11 @@ end
 -- Read the candidates before any write about them: a damaged one (see flaw()) is failed
 -- alone, an id without a job or a job no longer queued (a stray entry) is dropped, and the
 -- others are claimed. The same one HMGET per job that the claim needs anyway.
-local FIELDS = {'s', 'e', 'x', 'a', 'n'}
+local FIELDS = {'s', 'e', 'x', 'a', 'n', 't', 'pr', 'm'}
 local n, per, good, bad = math.min(want, #heads), {}, {}, {}
 for i = 1, n do
   local q, pr, id = heads[i][4], heads[i][5], heads[i][3]
-  local f = redis.call('HMGET', jkey(q, id), 's', 'e', 'x', 'a', 'n')
+  local f = redis.call('HMGET', jkey(q, id), 's', 'e', 'x', 'a', 'n', 't', 'pr', 'm')
   per[q] = per[q] or {}
   per[q][pr] = (per[q][pr] or 0) + 1
   local what = flaw(FIELDS, f)
@@ -143,10 +144,13 @@ for i = 1, n do
     taken[q] = taken[q] or {}
     table.insert(taken[q], id)
     fresh[q] = (fresh[q] or 0) + 1
-  elseif f[1] and (f[1] == 'queued' or not KNOWN[f[1]]) then
-    bad[#bad + 1] = {q, id, what or ('its s field is not a status: ' .. string.sub(f[1], 1, 40))}
+  elseif f[1] ~= 'queued' and KNOWN[f[1]] then  -- a stray entry: its job is elsewhere
+    report(q, id, 'it is ' .. f[1] .. ', not queued')
+  elseif what and gone(q, id) then
+    report(q, id, 'no job for this id')  -- not listed either: its entries go
+    redis.call('ZREM', q .. ':ids', id)
   else
-    report(q, id, what or ('it is ' .. f[1] .. ', not queued'))
+    bad[#bad + 1] = {q, id, what or ('its s field is not a status: ' .. string.sub(f[1], 1, 40))}
   end
 end
 for q, prs in pairs(per) do

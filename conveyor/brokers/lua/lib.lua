@@ -57,6 +57,11 @@ local function flaw(names, f)
   return nil
 end
 
+-- Whether job id of queue q has no hash at all: asked only of a job flaw() found fault with.
+local function gone(q, id)
+  return redis.call('EXISTS', q .. ':j:' .. id) == 0
+end
+
 -- The error of a job failed because its hash is damaged (what flaw() found), as Python's
 -- conveyor.brokers.common.decode_error words it.
 local function damage_error(what)

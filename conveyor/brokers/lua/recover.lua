@@ -6,20 +6,21 @@
 -- Returns their ids.
 local q, keys, now_s, max_losses = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[3])
 local ids = redis.call('ZRANGEBYSCORE', q .. ':run', '-inf', now_s, 'LIMIT', 0, ARGV[2])
-local FIELDS = {'w', 'a', 'm', 'c', 'pr', 'k', 'n'}
+local FIELDS = {'w', 'a', 'c', 'pr', 'k', 'n', 's'}
 local woken = 0
 for _, id in ipairs(ids) do
-  local f = redis.call('HMGET', jkey(q, id), 'w', 'a', 'm', 'c', 'pr', 'k', 'n', 's')
+  local f = redis.call('HMGET', jkey(q, id), 'w', 'a', 'c', 'pr', 'k', 'n', 's')
   local what = flaw(FIELDS, f)
-  if not f[8] then
+  if what and gone(q, id) then
     report(q, id, 'no job for this id')
     redis.call('ZREM', q .. ':run', id)
+    redis.call('ZREM', q .. ':ids', id)
   elseif what then
-    fail_damaged(q, id, now_s, what, f[6], keys)
+    fail_damaged(q, id, now_s, what, f[5], keys)
   else
     local worker, attempts = (f[1] ~= '') and f[1] or 'None', tonumber(f[2])
-    local losses = (tonumber(f[7]) or 0) + 1
-    local poisoned = losses > max_losses and f[4] ~= '1'
+    local losses = (tonumber(f[6]) or 0) + 1
+    local poisoned = losses > max_losses and f[3] ~= '1'
     -- The words of conveyor.brokers.common.poison_pill_error and lease_expired_error.
     local err = poisoned and {
       type = 'conveyor.PoisonPill',
@@ -34,14 +35,14 @@ for _, id in ipairs(ids) do
     err.traceback = ''
     local extra = {'w', '', 'x', cjson.encode(err), 'a', math.max(attempts - 1, 0), 'n', losses}
     redis.call('ZREM', q .. ':run', id)
-    if f[4] == '1' then
-      finish(q, id, 'cancelled', now_s, f[6], keys, extra)
+    if f[3] == '1' then
+      finish(q, id, 'cancelled', now_s, f[5], keys, extra)
     elseif poisoned then
-      finish(q, id, 'failed', now_s, f[6], keys, extra)
+      finish(q, id, 'failed', now_s, f[5], keys, extra)
     else
       table.insert(extra, 'l')
       table.insert(extra, '')
-      push(q, id, f[5], now_s, tonumber(now_s), extra)
+      push(q, id, f[4], now_s, tonumber(now_s), extra)
       woken = woken + 1
     end
   end
