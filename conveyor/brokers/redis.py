@@ -43,6 +43,7 @@ from conveyor.brokers.redis_consumer import RedisConsumer
 from conveyor.brokers.redis_wire import (
     DEFAULT_PREFIX,
     ClaimedRow,
+    Damaged,
     command,
     decode_worker,
     encode,
@@ -342,6 +343,17 @@ class RedisBroker:
         the jobs claimed, and 1 if jobs handed to the worker are left in its inbox. (The
         call itself, typed, not a coroutine around it: a frame less on the hot path.)"""
         return cast("Awaitable[tuple[list[ClaimedRow], int]]", self._eval("claim", tags, argv))
+
+    async def _fail_claimed(
+        self, tags: Sequence[str], worker: str, receipt: str, damaged: list[Damaged], now: float
+    ) -> list[str]:
+        """Fail alone the jobs that a claim (``receipt``) gave ``worker`` and that do not
+        decode (damaged.lua); returns their ids."""
+        rows = [(token, encode(error).decode()) for token, error in damaged]
+        keys = [*tags, self._keys_of(tags[0])]
+        return [
+            text(i) for i in await self._eval("damaged", keys, [now, worker, receipt, pack(rows)])
+        ]
 
     async def _peek(self, queue: str, now: float, limit: int) -> list[bytes]:
         """The best ``limit`` candidates of ``queue``, flat: -priority, eta, id for each."""

@@ -67,6 +67,9 @@ class Store(Protocol):
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
     ) -> HeartbeatReply: ...
     async def _record(self, outcomes: Sequence[Outcome]) -> list[str]: ...
+    async def _fail_claimed(
+        self, tags: Sequence[str], worker: str, receipt: str, damaged: list[Damaged], now: float
+    ) -> list[str]: ...
     async def _release(self, leases: Sequence[Lease], now: float) -> None: ...
 
 
@@ -209,7 +212,7 @@ class RedisConsumer:
             # Decoded under the receipt: should this fail, the next claim hands the jobs over.
             jobs, damaged = claimed_jobs(rows)
             if damaged:  # rare: fail those alone (token-checked), the others go out
-                await self._fail_damaged(damaged, args[0])
+                await self._fail_damaged(tags, receipt, damaged, args[0])
         except BaseException:
             # The claim may have run with its reply lost: the next claim hands its jobs over.
             # The other half of a split claim may have lost its reply too: keep both.
@@ -224,16 +227,13 @@ class RedisConsumer:
             await self._hand_back_beyond(held, jobs, args[0])
         return jobs
 
-    async def _fail_damaged(self, damaged: list[Damaged], now: float) -> None:
+    async def _fail_damaged(
+        self, tags: tuple[str, ...], receipt: str, damaged: list[Damaged], now: float
+    ) -> None:
         """Fail the claimed jobs that do not decode, each alone, with its decode error."""
-        for job_id, _, error in damaged:
+        ids = await self._store._fail_claimed(tags, self.worker, receipt, damaged, now)
+        for job_id, (_, error) in zip(ids, damaged, strict=False):
             log.error("job %s cannot be decoded, failed alone: %s", job_id, error.message)
-        await self._store._record(
-            [
-                Outcome(id=i, token=token, status=Status.FAILED, finished_at=now, error=error)
-                for i, token, error in damaged
-            ]
-        )
 
     async def _hand_back_beyond(self, held: list[Lease], jobs: list[JobRecord], now: float) -> None:
         """Release the jobs of lost claims that the claim did not hand over again (beyond its

@@ -57,17 +57,17 @@ pack = msgspec.msgpack.Encoder().encode
 """MessagePack, as the scripts take batches (``cmsgpack.unpack``)."""
 _unpack = msgspec.msgpack.Decoder().decode
 
-ClaimedRow = tuple[bytes | None, bytes, bytes, int, int, int, bytes]
+ClaimedRow = tuple[bytes | None, bytes, bytes, int, int, int]
 """A job as claim.lua returns it: payload (JSON; None if missing), eta, error (JSON or empty),
-attempts, token, losses, id."""
+attempts, token, losses."""
 
 UNREADABLE = (msgspec.MsgspecError, TypeError, ValueError, KeyError)
 """What decoding a damaged record raises: malformed JSON or the wrong shape (msgspec), a
 missing value (TypeError), a field that is not a number (ValueError), an unknown status
 (KeyError)."""
 
-Damaged = tuple[str, int, ErrorInfo]
-"""A claimed job that does not decode: its id, its token and the error to fail it with."""
+Damaged = tuple[int, ErrorInfo]
+"""A claimed job that does not decode: its token and the error to fail it with."""
 
 
 class _Payload(msgspec.Struct):
@@ -123,14 +123,14 @@ def claimed_jobs(rows: list[ClaimedRow]) -> tuple[list[JobRecord], list[Damaged]
     """The jobs of claim.lua's answer (the claim fields are set by the consumer's claim),
     and those that do not decode, for the claimer to fail alone."""
     jobs, damaged = [], []
-    for payload, eta, error, attempts, token, losses, job_id in rows:  # the hot path
+    for payload, eta, error, attempts, token, losses in rows:  # the hot path
         try:  # costs nothing until it catches (Python 3.11)
             job = decode_record(payload)  # type: ignore[arg-type]  # None: caught
             job.eta, job.attempts, job.token, job.losses = float(eta), attempts, token, losses
             if error:
                 job.error = decode_error(error)
         except UNREADABLE as exc:
-            damaged.append((text(job_id), token, _damage(payload, error, exc)))
+            damaged.append((token, _damage(payload, error, exc)))
             continue
         jobs.append(job)
     return jobs, damaged

@@ -51,6 +51,9 @@ DAMAGE: dict[str, Plant] = {
     "no-hash-no-payload": lambda r, j, p: r.delete(j, p),
 }
 GONE = {"no-hash", "no-hash-no-payload"}
+UNREAD = {"no-t", "no-pr", "no-m", "t-not-a-number", "pr-not-a-number", "m-not-a-number"}
+"""Fields the claim does not read (it rewrites t; pr is read by a retry, a release and
+recover, which fail the job then; m by no script): the job is claimed and runs."""
 
 
 @pytest.fixture
@@ -108,12 +111,16 @@ async def test_a_claim_fails_a_damaged_job_alone(broker: RedisBroker, raw: Any, 
     now = time.time()
 
     claimed = await claim(broker, now=now, limit=100)
-    assert sorted(j.args[0] for j in claimed) == [i for i in range(21) if i != 10]
+    ran = [i for i in range(21) if i != 10 or kind in UNREAD]
+    assert sorted(j.args[0] for j in claimed) == ran
     assert_indexed(raw, broker)
     done = [outcome(j, Status.SUCCEEDED, finished_at=now + 1, result=1) for j in claimed]
     assert await finish(broker, done) == []
     assert await claim(broker, now=now + 1000) == []
     assert_indexed(raw, broker)
+    if kind in UNREAD:
+        assert (await must_get(broker, damaged.id)).status is Status.SUCCEEDED
+        return
 
     everything = await broker.list(JobFilter(limit=100))
     assert sum(j.status is Status.SUCCEEDED for j in everything) == 20
@@ -240,15 +247,15 @@ async def test_a_failed_decode_keeps_the_claims_receipt(
     jobs = await broker.enqueue([make_job(args=[i]) for i in range(3)])
     plant(raw, broker, jobs[1], "payload-garbage")
     worker = session(broker)
-    real = broker._record
+    real = broker._fail_claimed
 
     async def lost(*args: object) -> list[str]:
         raise redis.ConnectionError("lost")
 
-    monkeypatch.setattr(broker, "_record", lost)
+    monkeypatch.setattr(broker, "_fail_claimed", lost)
     with pytest.raises(Exception, match="lost"):
         await worker.claim(10, time.time())
-    monkeypatch.setattr(broker, "_record", real)
+    monkeypatch.setattr(broker, "_fail_claimed", real)
     again = await worker.claim(10, time.time())
     assert sorted(j.args[0] for j in again) == [0, 2]
     assert {j.attempts for j in again} == {1}
