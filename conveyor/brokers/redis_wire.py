@@ -130,14 +130,15 @@ def claimed_jobs(rows: list[ClaimedRow]) -> tuple[list[JobRecord], list[Damaged]
             if error:
                 job.error = decode_error(error)
         except UNREADABLE as exc:
-            damaged.append((token, _damage(payload, error, exc)))
+            damaged.append((token, _damage(payload, eta, error, exc)))
             continue
         jobs.append(job)
     return jobs, damaged
 
 
-def _damage(payload: bytes | None, error: bytes, exc: Exception) -> ErrorInfo:
-    """The error of a claimed job whose payload (or last error) does not decode (``exc``)."""
+def _damage(payload: bytes | None, eta: bytes, error: bytes, exc: Exception) -> ErrorInfo:
+    """The error of a claimed job whose payload, eta (which claim.lua leaves to this
+    check) or last error does not decode (``exc``)."""
     if payload is None:
         return damage_error("payload (task, args, kwargs...)", "it is missing", None)
     try:
@@ -147,6 +148,10 @@ def _damage(payload: bytes | None, error: bytes, exc: Exception) -> ErrorInfo:
         where = str(exc).rpartition("at `$.")[2].rstrip("`")
         field = where if "at `$." in str(exc) else "payload (task, args, kwargs...)"
         return damage_error(field, str(exc), payload)
+    try:
+        float(eta)
+    except ValueError as bad:
+        return damage_error("eta", str(bad), eta)
     return damage_error("error", str(exc), error)
 
 

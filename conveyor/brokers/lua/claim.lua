@@ -163,7 +163,7 @@ for i = 1, n do
   local f = redis.call('HMGET', jkey(q, id), 's', 'e', 'x', 'a', 'n')
   -- flaw(), spelled out for the usual job
   local n_ok = not f[5] or f[5] == '' or tonumber(f[5])
-  if f[1] == 'queued' and tonumber(f[4]) and tonumber(f[2]) and n_ok then
+  if f[1] == 'queued' and tonumber(f[4]) and n_ok and f[2] then  -- Python checks e's number
     tokens[q] = tokens[q] + 1
     take(q, id, tokens[q], f)
     taken[q] = taken[q] or {}
