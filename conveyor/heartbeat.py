@@ -17,10 +17,12 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from types import CodeType
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from conveyor.brokers.base import Broker, Consumer, HeartbeatReply, Lease, WorkerInfo
+from conveyor.job import JobRecord
+from conveyor.task import Task
 
 log = logging.getLogger("conveyor.worker")
 
@@ -40,8 +42,8 @@ class Heartbeat:
         worker: the worker id; ``queues`` and ``lease`` as the worker's.
         snapshot: what to report and renew at each beat.
         on_reply: called on the worker's loop with each reply of the broker.
-        culprits: the code objects of the async tasks running now, by a description of
-            each job, to name the one that blocks the loop.
+        tasks: the worker's tasks, to recognise the one whose code blocks the loop.
+        running: the jobs the worker runs now (called in the heartbeat's thread).
         report_after: seconds of a blocked loop before it is reported.
     """
 
@@ -54,14 +56,21 @@ class Heartbeat:
         lease: float,
         snapshot: Snapshot,
         on_reply: Callable[[HeartbeatReply], None],
-        culprits: Callable[[], Iterable[tuple[CodeType, str]]],
+        tasks: Mapping[str, Task[..., Any]],
+        running: Callable[[], list[JobRecord]],
         report_after: float,
     ) -> None:
         self._broker = broker
         self._worker, self._queues, self._lease = worker, queues, lease
         self._snapshot = snapshot
         self._on_reply = on_reply
-        self._culprits = culprits
+        # The async tasks by their code: the one found on the blocked loop's stack is named.
+        self._task_of = {
+            code: name
+            for name, task in tasks.items()
+            if task.is_async and (code := getattr(task.fn, "__code__", None)) is not None
+        }
+        self._running = running
         self._report_after = report_after
         self._main: asyncio.AbstractEventLoop | None = None
         self._main_thread = 0
@@ -156,11 +165,12 @@ class Heartbeat:
         return blocked_since
 
     def _blocker(self) -> str:
-        """The job whose task is on the worker thread's stack now, if one is."""
+        """The task on the worker thread's stack now, with its running jobs, if one is."""
         frame = sys._current_frames().get(self._main_thread)
-        running = dict(self._culprits())
         while frame is not None:
-            if frame.f_code in running:
-                return running[frame.f_code]
+            name = self._task_of.get(frame.f_code)
+            if name is not None:
+                ids = [job.id for job in self._running() if job.task == name]
+                return f"job {ids[0]} ({name})" if len(ids) == 1 else f"{name} (jobs {ids})"
             frame = frame.f_back
         return "code outside any task (a callback, or middleware)"

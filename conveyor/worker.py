@@ -16,16 +16,16 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from types import CodeType
 
 from conveyor.app import Conveyor
 from conveyor.brokers.base import Consumer, HeartbeatReply, Lease, Outcome, WorkerInfo
-from conveyor.brokers.common import POISON_PILL
+from conveyor.deploys import pass_on
 from conveyor.errors import ConfigurationError
 from conveyor.execute import SyncRunner, execute
 from conveyor.heartbeat import Heartbeat
-from conveyor.job import MAX_LOSSES, JobRecord, Status
+from conveyor.job import JobRecord, Status
 from conveyor.outcomes import Outcomes
+from conveyor.sweeper import sweep
 from conveyor.tally import Tally
 
 log = logging.getLogger("conveyor.worker")
@@ -122,7 +122,8 @@ class Worker:
             lease=lease,
             snapshot=self._snapshot,
             on_reply=self._on_heartbeat,
-            culprits=self._async_jobs,
+            tasks=app.tasks,
+            running=lambda: [e.job for e in list(self._running.values()) if e.runner],
             report_after=min(BLOCKED_REPORT, lease / 3),
         )
 
@@ -143,11 +144,7 @@ class Worker:
 
     def _move_to(self, phase: Phase) -> None:
         loop = self._loop
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if loop is None or here is loop:
+        if loop is None or asyncio._get_running_loop() is loop:
             self._advance(phase)
         else:
             loop.call_soon_threadsafe(self._advance, phase)
@@ -181,7 +178,10 @@ class Worker:
         )  # fmt: skip
         try:
             async with asyncio.TaskGroup() as tg:
-                sweeper = tg.create_task(self._sweeper())
+                every = min(self.lease / 2, 5.0)
+                sweeper = tg.create_task(
+                    sweep(self.broker, self.app.retention, every, self._check_claimer)
+                )
                 recorder = tg.create_task(self._recorder())
                 runners = [tg.create_task(self._runner()) for _ in range(self.concurrency)]
                 try:
@@ -315,6 +315,8 @@ class Worker:
         try:
             if entry.reason:  # interrupted before it started (a kill with jobs queued)
                 raise asyncio.CancelledError
+            if job.task not in self.app.tasks and await pass_on(self.broker, self._session, job):
+                return None
             return await execute(
                 job, self.app.tasks, worker=self.id, middleware=self.app.middleware, sync=self._sync
             )
@@ -371,10 +373,7 @@ class Worker:
         Called in the heartbeat's thread: it copies, in single steps, and changes nothing."""
         entries = list(self._running.values())
         leases = [Lease(e.job.id, e.job.token) for e in entries] + self._outcomes.leases()
-        return self._info(now, [e.job.id for e in entries]), leases
-
-    def _info(self, now: float, running: list[str]) -> WorkerInfo:
-        return WorkerInfo(
+        info = WorkerInfo(
             id=self.id,
             hostname=self._host,
             pid=os.getpid(),
@@ -382,11 +381,13 @@ class Worker:
             concurrency=self.concurrency,
             started_at=self._started_at,
             seen_at=now,
-            running=running,
+            running=[e.job.id for e in entries],
             lease=self.lease,
+            tasks=sorted(self.app.tasks),
             # Copies: the memory broker keeps the object, and the counters go on moving.
             stats=self.tally.snapshot(),
         )
+        return info, leases
 
     def _on_heartbeat(self, reply: HeartbeatReply) -> None:
         """Stop the jobs whose lease was lost or whose cancel was asked (on the loop)."""
@@ -398,57 +399,14 @@ class Worker:
             if (entry := self._running.get(job_id)) is not None:
                 self._interrupt(entry, "cancel")
 
-    def _async_jobs(self) -> list[tuple[CodeType, str]]:
-        """The code of each async task running now, with its job (read by the heartbeat's
-        thread, to name a task that blocks the loop)."""
-        found = []
-        for entry in list(self._running.values()):
-            task = self.app.tasks.get(entry.job.task)
-            code = getattr(task.fn, "__code__", None) if task is not None else None
-            if entry.runner is not None and code is not None and task is not None and task.is_async:
-                found.append((code, f"job {entry.job.id} ({entry.job.task})"))
-        return found
-
-    async def _sweeper(self) -> None:
-        last_prune = 0.0
-        while True:
-            now = time.time()
-            try:
-                for job_id in await self.broker.recover(now):
-                    await self._report_loss(job_id)
-                if now - last_prune > 60:
-                    last_prune = now
-                    while await self.broker.prune(self.app.retention, now, 1000) == 1000:
-                        pass
-            except Exception as exc:
-                log.error("sweep failed (%s: %s)", type(exc).__name__, exc)
-            idle = time.monotonic() - self._last_claim
-            if idle > max(60.0, 10 * self.poll) and self.phase is Phase.CLAIMING:
-                log.critical(
-                    "worker %s has not tried to claim for %.0fs although it is free to: "
-                    "is the broker reachable?",
-                    self.id, idle,
-                )  # fmt: skip
-            await asyncio.sleep(min(self.lease / 2, 5.0))
-
-    async def _report_loss(self, job_id: str) -> None:
-        """Log where a job whose worker was lost went (recoveries are rare: it is read back),
-        so the log never says a job was recovered when it was failed."""
-        job = await self.broker.get(job_id)
-        if job is None:
-            return
-        error = job.error.message if job.error is not None else ""
-        if job.status is Status.FAILED and job.error is not None and job.error.type == POISON_PILL:
-            log.error(
-                "job %s (%s): failed as a poison pill after %d losses: %s",
-                job.id, job.task, job.losses, error,
-            )  # fmt: skip
-        elif job.status in (Status.FAILED, Status.CANCELLED):
-            log.error("job %s (%s): lease expired; %s: %s", job.id, job.task, job.status, error)
-        else:
-            log.warning(
-                "job %s (%s): lease expired (loss %d/%d): back to its queue",
-                job.id, job.task, job.losses, MAX_LOSSES,
+    def _check_claimer(self) -> None:
+        """The silent-idle-worker guard, run by the sweeper."""
+        idle = time.monotonic() - self._last_claim
+        if idle > max(60.0, 10 * self.poll) and self.phase is Phase.CLAIMING:
+            log.critical(
+                "worker %s has not tried to claim for %.0fs although it is free to: "
+                "is the broker reachable?",
+                self.id, idle,
             )  # fmt: skip
 
     async def _drain(self, runners: list[asyncio.Task[None]]) -> None:

@@ -108,6 +108,7 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     seen_at: float
     running: list[str] = msgspec.field(default_factory=list)
     lease: float = 0.0
+    tasks: list[str] = msgspec.field(default_factory=list)
     stats: dict[str, dict[str, TaskStats]] = msgspec.field(default_factory=dict)
 
 
@@ -211,8 +212,9 @@ class Consumer(Protocol):
         """
         ...
 
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as queued and due now, without counting the attempt.
+    async def release(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due at ``now + delay`` (queued, or scheduled when
+        ``delay`` is positive), without counting the attempt.
 
         A lease whose token is no longer current is ignored (fencing). A job that was asked
         to cancel becomes cancelled instead."""

@@ -27,19 +27,9 @@ from conveyor.brokers.base import (
     WorkerInfo,
     decode_json,
 )
-from conveyor.brokers.common import LEASE_EXPIRED, Waiters, poison_pill_error
-from conveyor.brokers.common import lease_expired_error as _lease_expired
+from conveyor.brokers.common import Waiters, lease_expired_error, poison_pill_error
 from conveyor.brokers.session import StoreConsumer
-from conveyor.job import FINISHED, MAX_LOSSES, PENDING, ErrorInfo, JobRecord, Status
-
-
-def lease_expired_error(job: JobRecord) -> ErrorInfo:
-    """The error recorded when ``job``'s worker stopped renewing its lease.
-
-    Kept here for postgres.py, which imports it from this module until it moves to
-    :func:`conveyor.brokers.common.lease_expired_error`.
-    """
-    return _lease_expired(job.worker, job.attempts)
+from conveyor.job import FINISHED, MAX_LOSSES, PENDING, JobRecord, Status
 
 
 class MemoryBroker:
@@ -210,8 +200,8 @@ class MemoryBroker:
                 self._waiters.notify(woken)
         return refused
 
-    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as due now; the attempt does not count."""
+    async def hand_back(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due after ``delay``; the attempt does not count."""
         with self._lock:
             woken: set[str] = set()
             for held in leases:
@@ -224,9 +214,10 @@ class MemoryBroker:
                     self._end(job, Status.CANCELLED, now)
                     continue
                 job.lease_until = None
-                job.eta = now
+                job.eta = now + delay
                 self._push(job, now)
-                woken.add(job.queue)
+                if delay <= 0:
+                    woken.add(job.queue)
             self._waiters.notify(woken)
 
     async def recover(self, now: float) -> list[str]:
@@ -245,7 +236,7 @@ class MemoryBroker:
                 job.error = (
                     poison_pill_error(job.worker, job.losses)
                     if poisoned
-                    else _lease_expired(job.worker, job.attempts)
+                    else lease_expired_error(job.worker, job.attempts)
                 )
                 job.attempts = max(job.attempts - 1, 0)
                 job.worker = None
@@ -388,4 +379,4 @@ class MemoryBroker:
             return out
 
 
-__all__ = ["LEASE_EXPIRED", "MemoryBroker", "lease_expired_error"]
+__all__ = ["MemoryBroker"]

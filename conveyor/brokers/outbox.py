@@ -18,6 +18,7 @@ import msgspec
 import psycopg
 from psycopg.rows import tuple_row
 
+from conveyor.brokers.postgres_rows import shown
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import UNFINISHED, JobRecord, Status
 
@@ -25,7 +26,6 @@ Query = tuple[str, dict[str, Any]]
 Steps = Generator[Query, list[tuple[Any, ...]], list[JobRecord]]
 
 _encode = msgspec.json.Encoder().encode
-_decode_job = msgspec.json.Decoder(JobRecord).decode
 
 
 def enqueue_statements(sql: Mapping[str, str], jobs: Sequence[JobRecord], now: float) -> Steps:
@@ -61,7 +61,7 @@ def enqueue_statements(sql: Mapping[str, str], jobs: Sequence[JobRecord], now: f
         keys = [k for i in skipped if (k := staged[i].key) is not None]
         ids = [staged[i].id for i in skipped]
         rows = yield sql["holders"], {"keys": keys, "ids": ids}
-        found = [_decode_job(text) for (text,) in rows]
+        found = [shown(text) for (text,) in rows]
         by_key = {j.key: j for j in found if j.key is not None and j.status in UNFINISHED}
         by_id = {j.id: j for j in found}
         pending = []

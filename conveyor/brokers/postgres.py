@@ -45,7 +45,7 @@ from conveyor.brokers.base import (
     Retention,
     WorkerInfo,
 )
-from conveyor.brokers.common import ForkGuard, lease_expired_error, redact
+from conveyor.brokers.common import ForkGuard, lease_expired_error, poison_pill_error, redact
 from conveyor.brokers.outbox import (
     async_driver,
     enqueue_statements,
@@ -62,17 +62,16 @@ from conveyor.brokers.postgres_connection import (
     parse_url,
 )
 from conveyor.brokers.postgres_consumer import PostgresConsumer
+from conveyor.brokers.postgres_rows import encode, shown
 from conveyor.brokers.sql import queries
 from conveyor.errors import BrokerUnavailable, ConfigurationError
-from conveyor.job import FINISHED, JobRecord, Status
+from conveyor.job import FINISHED, MAX_LOSSES, JobRecord, Status
 
 _SQL_TEXT = queries("postgres")
 SCHEMA_VERSION = max(int(m[1]) for n in _SQL_TEXT if (m := re.fullmatch(r"migrate_(\d+)", n)))
 """The schema version this Conveyor writes; a newer database is refused, an older migrated."""
 
 _STATUS = {s.value: s for s in Status}
-_encode = msgspec.json.Encoder().encode
-_decode_job = msgspec.json.Decoder(JobRecord).decode
 _decode_worker = msgspec.json.Decoder(WorkerInfo).decode
 
 
@@ -308,21 +307,25 @@ class PostgresBroker:
     # -- leases -----------------------------------------------------------------------------
 
     async def recover(self, now: float) -> list[str]:
-        """Expired leases go back to queued, to failed when no attempts are left, or to
-        cancelled when cancellation was asked; returns their ids."""
+        """Expired leases go back to queued without spending the attempt (a loss, counted);
+        the loss after :data:`~conveyor.job.MAX_LOSSES` fails the job as a poison pill; a
+        job asked to cancel ends cancelled. Returns their ids."""
         # A cheap look first: nearly always nothing has expired.
         expired = await self.rows("expired", {"now": now})
         if not expired:
             return []
+        # Both errors go: the statement picks one from the row as it finds it (cancel asked
+        # or not), and its token check makes the losses read here the row's.
         entries = [
             {
                 "id": i,
                 "token": t,
                 "error": lease_expired_error(w, a),
+                "poison": poison_pill_error(w, losses + 1),
             }
-            for i, t, w, a in expired
+            for i, t, w, a, losses in expired
         ]
-        params = {"expired": _encode(entries).decode(), "now": now}
+        params = {"expired": encode(entries), "now": now, "max_losses": MAX_LOSSES}
         return sorted(job_id for (job_id,) in await self.rows("recover", params))
 
     # -- reading ----------------------------------------------------------------------------
@@ -330,7 +333,7 @@ class PostgresBroker:
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
         rows = await self.rows("get", {"id": job_id})
-        return _decode_job(rows[0][0]) if rows else None
+        return shown(rows[0][0]) if rows else None
 
     async def list(self, where: JobFilter) -> builtins.list[JobRecord]:
         """A page of jobs, newest (highest id) first, below the ``before`` cursor."""
@@ -341,7 +344,7 @@ class PostgresBroker:
             "task": where.task,
             "limit": max(where.limit, 0),
         }
-        return [_decode_job(text) for (text,) in await self.rows("list", params)]
+        return [shown(text) for (text,) in await self.rows("list", params)]
 
     async def counts(self) -> Counts:
         """Jobs per queue and status; a scheduled job whose eta has come counts as queued."""
@@ -368,7 +371,7 @@ class PostgresBroker:
     async def cancel(self, job_id: str, now: float) -> JobRecord | None:
         """Cancel a pending job at once, flag a running one for its worker; None if unknown."""
         rows = await self.rows("cancel", {"id": job_id, "now": now})
-        return _decode_job(rows[0][0]) if rows else None
+        return shown(rows[0][0]) if rows else None
 
     async def retry_failed(self, ids: Sequence[str] | None, queue: str | None, now: float) -> int:
         """Redrive failed jobs to queued with attempts reset; a job whose key an unfinished

@@ -20,6 +20,7 @@ import msgspec
 from conveyor.brokers.base import HeartbeatReply, Lease, Outcome, WorkerInfo
 from conveyor.brokers.common import first_outcomes, heartbeat_reply, refused_ids
 from conveyor.brokers.postgres_connection import Listener
+from conveyor.brokers.postgres_rows import claimed, encode
 from conveyor.errors import BrokerUnavailable
 from conveyor.job import PENDING, ErrorInfo, JobRecord, Status
 
@@ -49,7 +50,6 @@ class Statements(Protocol):
 log = logging.getLogger("conveyor.brokers.postgres")
 
 _encode = msgspec.json.Encoder().encode
-_decode_jobs = msgspec.json.Decoder(list[JobRecord]).decode
 
 
 class _CachedProbe(NamedTuple):
@@ -104,7 +104,8 @@ class PostgresConsumer:
     - ``_lost_claims``: the receipts (worker, time) of its claims whose answer never came
       (the connection was lost, or the caller was cancelled while the statement ran). Such
       a claim may have committed; its jobs go back, the attempt uncounted, at the next
-      claim or at :meth:`close`, rather than waiting for their lease to expire.
+      claim or at :meth:`close`, rather than waiting for their lease to expire. A receipt
+      also names the damaged jobs the claim found, if any: those are failed instead.
 
     These are the session's own: one worker's claim says nothing about what another
     worker's queues hold. The listener and its counts, which every session reads, belong
@@ -149,23 +150,34 @@ class PostgresConsumer:
         }
         mark = store.listener.mark()
         self._claim_answer = None
+        receipt: dict[str, Any] = {"worker": self.worker, "started_at": now}
         try:
             [(text,)] = await store.rows("claim", params)
+            # Decoded here, so that jobs this call does not return are undone with the rest.
+            jobs, damaged = claimed(text)
+            if damaged:
+                # Should this answer be lost too, the receipt's undo fails these rather than
+                # putting them back, to be claimed and found damaged again and again.
+                receipt["damaged"] = damaged
+                await store.rows("fail_damaged", {"damaged": encode(damaged), "now": now})
         except BaseException:
             # The claim may have committed with its answer lost. On a cancel, psycopg has
             # waited for the statement to end (or be cancelled), so the receipt is not
             # undone before the claim it stands for.
-            self._lost_claims.append({"worker": self.worker, "started_at": now})
+            self._lost_claims.append(receipt)
             raise
-        jobs = [] if text is None else _decode_jobs(text)
-        if mark is not None and len(jobs) < limit:
+        if mark is not None and len(jobs) + len(damaged) < limit:
             self._claim_answer = _CachedProbe(*mark, None)
         return jobs
 
     async def _undo_lost_claims(self) -> None:
         lost, self._lost_claims = self._lost_claims, []
+        damaged = [job for claim in lost for job in claim.get("damaged", ())]
         try:
-            await self._store.count("unclaim", {"claims": _encode(lost).decode()})
+            if damaged:  # failed first, so that the unclaim finds them no longer running
+                now = max(claim["started_at"] for claim in lost)
+                await self._store.rows("fail_damaged", {"damaged": encode(damaged), "now": now})
+            await self._store.count("unclaim", {"claims": encode(lost)})
         except BaseException:
             self._lost_claims[:0] = lost
             raise
@@ -246,10 +258,11 @@ class PostgresConsumer:
         applied = await self._store.rows("finish", {"outcomes": batch})
         return refused_ids(outcomes, applied)
 
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as due now; the attempt does not count."""
+    async def release(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due after ``delay``; the attempt does not count."""
         if leases:
-            await self._store.rows("release", {"leases": _encode(leases).decode(), "now": now})
+            params = {"leases": _encode(leases).decode(), "now": now, "eta": now + delay}
+            await self._store.rows("release", params)
 
     async def close(self) -> None:
         """Undo the claims whose answer was lost, if the server can be reached (otherwise

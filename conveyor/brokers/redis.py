@@ -477,11 +477,12 @@ class RedisBroker:
                 refused.append(job_id)
         return refused
 
-    async def _release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as due now; the attempt does not count."""
+    async def _release(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due after ``delay``; the attempt does not count."""
         ids = [h.id for h in leases]
         if ids:
-            await self._grouped("release", ids, lambda i: (ids[i], str(leases[i].token)), now)
+            row = lambda i: (ids[i], str(leases[i].token))  # noqa: E731
+            await self._grouped("release", ids, row, now, repr(now + delay))
 
     @guarded
     async def recover(self, now: float) -> list[str]:

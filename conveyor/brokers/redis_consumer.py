@@ -70,7 +70,7 @@ class Store(Protocol):
     async def _fail_claimed(
         self, tags: Sequence[str], worker: str, receipt: str, damaged: list[Damaged], now: float
     ) -> list[str]: ...
-    async def _release(self, leases: Sequence[Lease], now: float) -> None: ...
+    async def _release(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None: ...
 
 
 _RECEIPTS_KEPT = 8  # receipts of lost claim replies a session keeps per set of queues
@@ -317,9 +317,9 @@ class RedisConsumer:
         return await self._store._record(outcomes)
 
     @guarded
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as due now; the attempt does not count."""
-        await self._store._release(leases, now)
+    async def release(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due after ``delay``; the attempt does not count."""
+        await self._store._release(leases, now, delay)
 
     async def close(self) -> None:
         """Withdraw the offer of free slots and hand back the jobs handed to this session

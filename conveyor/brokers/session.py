@@ -47,7 +47,7 @@ class Steps(Protocol):
         """See :meth:`Consumer.finish <conveyor.brokers.base.Consumer.finish>`."""
         ...
 
-    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
+    async def hand_back(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
         """See :meth:`Consumer.release <conveyor.brokers.base.Consumer.release>`."""
         ...
 
@@ -130,9 +130,9 @@ class StoreConsumer:
         """Apply outcomes with a current token; return the refused ids."""
         return await self._steps.record(outcomes)
 
-    async def release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back, due now, without counting the attempt."""
-        await self._steps.hand_back(leases, now)
+    async def release(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due after ``delay``, without counting the attempt."""
+        await self._steps.hand_back(leases, now, delay)
 
     async def close(self) -> None:
         """Hand back the jobs of abandoned claims that no caller received; best effort when

@@ -282,9 +282,12 @@ def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> tuple[list
     return refused, {queue for _, _, queue, status in rows if status in PENDING}
 
 
-def _release(conn: sqlite3.Connection, leases: Sequence[Lease], now: float) -> set[str]:
-    rows, _ = _write(conn, _SQL["release"], {"leases": _json(leases), "now": now})
-    return {queue for (queue,) in rows}
+def _release(
+    conn: sqlite3.Connection, leases: Sequence[Lease], now: float, delay: float
+) -> set[str]:
+    params = {"leases": _json(leases), "now": now, "eta": now + delay}
+    rows, _ = _write(conn, _SQL["release"], params)
+    return {queue for (queue, status) in rows if status == "queued"}
 
 
 def _recover(conn: sqlite3.Connection, now: float) -> tuple[list[str], set[str]]:
@@ -593,10 +596,10 @@ class SQLiteBroker:
         self._wake(retried)
         return refused
 
-    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand running jobs back as due now; the attempt does not count."""
+    async def hand_back(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
+        """Hand running jobs back, due after ``delay``; the attempt does not count."""
         if leases:
-            self._wake(await self._run(lambda conn: _release(conn, leases, now)))
+            self._wake(await self._run(lambda conn: _release(conn, leases, now, delay)))
 
     async def recover(self, now: float) -> list[str]:
         """Expired leases go back to queued, to failed when no attempts are left, or to

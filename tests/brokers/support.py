@@ -217,7 +217,7 @@ async def release(broker: Broker, leases: Sequence[Lease], now: float) -> None:
     await session(broker).release(leases, now)
 
 
-PORTED = frozenset({"memory", "sqlite", "redis"})
+PORTED = frozenset({"memory", "sqlite", "postgresql", "redis"})
 """The brokers that count losses apart from retries and fail a damaged record alone (issue
 16); the others are being rewritten and get these behaviours right after."""
 
@@ -228,3 +228,12 @@ def not_yet(request: pytest.FixtureRequest, url: str, what: str) -> None:
         request.applymarker(
             pytest.mark.xfail(strict=True, reason=f"{what}: not yet on this broker")
         )
+
+
+async def enqueue_with(broker: Broker, jobs: Sequence[JobRecord]) -> None:
+    """Connect ``broker``, enqueue ``jobs`` and close it (run in another thread's loop)."""
+    await broker.connect()
+    try:
+        await broker.enqueue(jobs)
+    finally:
+        await broker.close()

@@ -18,7 +18,7 @@ import pytest
 from conveyor.brokers import Broker, from_url
 from conveyor.brokers.base import JobFilter
 from conveyor.job import JobRecord, Status
-from tests.brokers.support import make_job, must_get, session
+from tests.brokers.support import enqueue_with, make_job, must_get, session
 
 PROMPTLY = 5.0
 """How long "promptly" may take at most: far below the waits' own timeouts."""
@@ -33,15 +33,6 @@ async def shared(shared_url: str) -> AsyncIterator[Broker]:
         yield b
     finally:
         await b.close()
-
-
-async def enqueue_with(broker: Broker, jobs: Sequence[JobRecord]) -> None:
-    """Connect ``broker``, enqueue ``jobs`` and close it (run in another thread's loop)."""
-    await broker.connect()
-    try:
-        await broker.enqueue(jobs)
-    finally:
-        await broker.close()
 
 
 async def enqueue_elsewhere(broker: Broker, jobs: Sequence[JobRecord]) -> None:

@@ -19,6 +19,7 @@ from tests.brokers.support import (
     must_get,
     outcome,
     release,
+    session,
     worker_info,
 )
 
@@ -141,6 +142,21 @@ async def test_release_gives_the_job_back_without_counting(broker: Broker) -> No
     assert again.attempts == 1
     assert again.worker == "w2"
     assert again.token > running.token
+
+
+async def test_release_with_a_delay_schedules_the_job_without_counting(broker: Broker) -> None:
+    """A job handed back with a delay (for a worker that knows its task) is scheduled at
+    now + delay, the attempt uncounted: no claim takes it before, one takes it after."""
+    [job] = await broker.enqueue([make_job(max_attempts=1)])
+    now = time.time()
+    running = await claim_one(broker, job.id, now=now, worker="w1")
+    await session(broker, worker="w1").release([lease_of(running)], now + 1, delay=5.0)
+
+    back = await must_get(broker, job.id)
+    assert (back.status, back.attempts, back.eta) == (Status.SCHEDULED, 0, at(now + 6))
+    assert await claim(broker, now=now + 5.5) == []
+    again = await claim_one(broker, job.id, now=now + 6, worker="w2")
+    assert (again.attempts, again.worker) == (1, "w2")
 
 
 async def test_release_with_a_stale_token_changes_nothing(broker: Broker) -> None:

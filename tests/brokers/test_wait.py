@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
 from conveyor.brokers import Broker
 from conveyor.job import JobRecord
-from tests.brokers.support import claim, make_job
+from tests.brokers.support import claim, enqueue_with, make_job
 
 PROMPTLY = 5.0
 """How long "promptly" may take at most: far below the waits' own timeouts."""
-
-
-async def enqueue_with(broker: Broker, jobs: Sequence[JobRecord]) -> None:
-    """Connect ``broker``, enqueue ``jobs`` and close it (run in another thread's loop)."""
-    await broker.connect()
-    try:
-        await broker.enqueue(jobs)
-    finally:
-        await broker.close()
 
 
 async def assert_blocks(waiter: asyncio.Task[None]) -> None:

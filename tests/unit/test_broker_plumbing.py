@@ -132,7 +132,7 @@ class _Store:
     async def record(self, outcomes: Sequence[Outcome]) -> list[str]:
         return []
 
-    async def hand_back(self, leases: Sequence[Lease], now: float) -> None:
+    async def hand_back(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None:
         self.handed_back.extend(leases)
 
 

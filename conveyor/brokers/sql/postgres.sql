@@ -96,6 +96,11 @@ CREATE TABLE IF NOT EXISTS {schema}.workers (
 );
 CREATE TABLE IF NOT EXISTS {schema}.paused (queue text COLLATE "C" PRIMARY KEY);
 
+-- name: migrate_2
+-- A job counts the times its worker was lost (its lease expired) apart from its attempts.
+-- A constant default adds the column without rewriting the table (PostgreSQL 11 and later).
+ALTER TABLE {schema}.jobs ADD COLUMN IF NOT EXISTS losses bigint NOT NULL DEFAULT 0;
+
 -- name: enqueue
 -- The whole batch in one statement, in the order given, so that within a batch the first
 -- job with a key wins. ON CONFLICT DO NOTHING skips a job whose key an unfinished job holds
@@ -104,12 +109,12 @@ WITH inserted AS (
     INSERT INTO {schema}.jobs (
         id, task, queue, args, kwargs, status, priority, attempts, max_attempts, eta,
         timeout, key, created_at, started_at, finished_at, result, error, worker, token,
-        lease_until, cancel_requested
+        lease_until, cancel_requested, losses
     )
     SELECT
         id, task, queue, args, kwargs, status, priority, attempts, max_attempts, eta,
         timeout, key, created_at, started_at, finished_at, result, error, worker, token,
-        lease_until, cancel_requested
+        lease_until, cancel_requested, losses
     FROM json_populate_recordset(NULL::{schema}.jobs, %(jobs)s::json) WITH ORDINALITY AS batch
     ORDER BY batch.ordinality
     ON CONFLICT DO NOTHING
@@ -174,8 +179,8 @@ SELECT json_agg(claimed ORDER BY priority DESC, eta, id)::text FROM claimed;
 -- name: unclaim
 -- Claims whose answer the worker never read (the connection was lost, or the claim was
 -- cancelled while it ran): it never got these jobs, so they go back as they were, the
--- attempt uncounted. Each entry is {"worker", "started_at"}:
--- one claim call's worker and time.
+-- attempt uncounted. Each entry is {"worker", "started_at"}: one claim call's worker and
+-- time (its "damaged" jobs, failed just before, are no longer running).
 UPDATE {schema}.jobs SET
     status = 'queued',
     attempts = greatest(attempts - 1, 0),
@@ -253,15 +258,20 @@ WITH outcome AS (
 SELECT done.id, done.token FROM done, (SELECT count(*) FROM woken) AS notified;
 
 -- name: release
--- Running jobs handed back at shutdown: due now, and the attempt does not count. A job that
+-- Running jobs handed back (at shutdown; or for a worker that knows their task): due at
+-- %(eta)s (scheduled when later than %(now)s), and the attempt does not count. A job that
 -- was asked to cancel is cancelled instead of run again.
 WITH released AS (
     UPDATE {schema}.jobs SET
-        status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+        status = CASE
+            WHEN cancel_requested THEN 'cancelled'
+            WHEN %(eta)s > %(now)s THEN 'scheduled'
+            ELSE 'queued'
+        END,
         attempts = greatest(attempts - 1, 0),
         worker = NULL,
         lease_until = NULL,
-        eta = CASE WHEN cancel_requested THEN eta ELSE %(now)s END,
+        eta = CASE WHEN cancel_requested THEN eta ELSE %(eta)s END,
         finished_at = CASE WHEN cancel_requested THEN %(now)s ELSE finished_at END,
         cancel_requested = false
     FROM json_to_recordset(%(leases)s::json) AS held (id text, token bigint)
@@ -275,27 +285,35 @@ WITH released AS (
 SELECT count(*) FROM released, (SELECT count(*) FROM woken) AS notified;
 
 -- name: expired
-SELECT id, token, worker, attempts FROM {schema}.jobs
+SELECT id, token, worker, attempts, losses FROM {schema}.jobs
 WHERE status = 'running' AND lease_until <= %(now)s;
 
 -- name: recover
--- Each entry is {"id", "token", "error"}: the error explains the expiry (it names the
--- worker and the attempt). A job asked to cancel ends cancelled, one with no attempt left
--- failed, any other is queued again.
+-- Each entry is {"id", "token", "error", "poison"}: the error explains the expiry (it names
+-- the worker and the attempt), the poison pill's says the job kills its workers. A loss is
+-- not an attempt: attempts goes back down and losses up. A job asked to cancel ends
+-- cancelled (with the expiry's error); the loss after max_losses fails the job as a poison
+-- pill; any other job is queued again. SET reads the row as it was before the update.
 WITH expired AS (
-    SELECT * FROM json_to_recordset(%(expired)s::json) AS e (id text, token bigint, error json)
+    SELECT * FROM json_to_recordset(%(expired)s::json)
+        AS e (id text, token bigint, error json, poison json)
 ), recovered AS (
     UPDATE {schema}.jobs SET
         status = CASE
             WHEN cancel_requested THEN 'cancelled'
-            WHEN attempts >= max_attempts THEN 'failed'
+            WHEN losses >= %(max_losses)s THEN 'failed'
             ELSE 'queued'
         END,
         finished_at = CASE
-            WHEN cancel_requested OR attempts >= max_attempts THEN %(now)s ELSE finished_at
+            WHEN cancel_requested OR losses >= %(max_losses)s THEN %(now)s ELSE finished_at
         END,
-        eta = CASE WHEN cancel_requested OR attempts >= max_attempts THEN eta ELSE %(now)s END,
-        error = expired.error,
+        eta = CASE WHEN cancel_requested OR losses >= %(max_losses)s THEN eta ELSE %(now)s END,
+        attempts = greatest(attempts - 1, 0),
+        losses = losses + 1,
+        error = CASE
+            WHEN NOT cancel_requested AND losses >= %(max_losses)s THEN expired.poison
+            ELSE expired.error
+        END,
         worker = NULL,
         lease_until = NULL,
         cancel_requested = false
@@ -309,6 +327,19 @@ WITH expired AS (
     WHERE NOT EXISTS (SELECT 1 FROM {schema}.paused WHERE paused.queue = q.queue)
 )
 SELECT recovered.id FROM recovered, (SELECT count(*) FROM woken) AS notified;
+
+-- name: fail_damaged
+-- Claimed jobs whose stored record does not decode: each entry is {"id", "token", "error"}.
+-- They fail alone, the error saying which field is damaged; the rest of the claim runs.
+UPDATE {schema}.jobs SET
+    status = 'failed',
+    finished_at = %(now)s,
+    error = damaged.error,
+    worker = NULL,
+    lease_until = NULL,
+    cancel_requested = false
+FROM json_to_recordset(%(damaged)s::json) AS damaged (id text, token bigint, error json)
+WHERE jobs.id = damaged.id AND jobs.token = damaged.token AND jobs.status = 'running';
 
 -- name: list
 SELECT row_to_json(jobs)::text FROM {schema}.jobs
@@ -359,7 +390,7 @@ WHERE id = %(id)s AND status IN ('succeeded', 'failed', 'cancelled');
 
 -- name: retry_failed
 -- Failed jobs (these ids, or all) of a queue (or any) go back to queued with their
--- attempts reset. A job whose key an unfinished job holds stays failed; of several failed
+-- attempts and losses reset. A job whose key an unfinished job holds stays failed; of several failed
 -- jobs with one key, the first (in the order of ids, else the oldest) goes.
 WITH chosen AS (
     SELECT DISTINCT ON (key, CASE WHEN key IS NULL THEN id END) id
@@ -374,7 +405,8 @@ WITH chosen AS (
     ORDER BY key, CASE WHEN key IS NULL THEN id END,
         array_position(%(ids)s::text[], id), id
 ), moved AS (
-    UPDATE {schema}.jobs SET status = 'queued', attempts = 0, finished_at = NULL, eta = %(now)s
+    UPDATE {schema}.jobs SET
+        status = 'queued', attempts = 0, losses = 0, finished_at = NULL, eta = %(now)s
     FROM chosen
     WHERE jobs.id = chosen.id AND jobs.status = 'failed'
     RETURNING jobs.queue

@@ -172,14 +172,17 @@ WHERE jobs.id = o.out_id AND jobs.token = o.out_token AND jobs.status = 'running
 RETURNING jobs.id, jobs.token, jobs.queue, jobs.status;
 
 -- name: release
--- Running jobs handed back at shutdown: due now, and the attempt does not count. A job that
--- was asked to cancel is cancelled instead of run again.
+-- Running jobs handed back (at shutdown; or for a worker that knows their task): due at :eta
+-- (scheduled when later than :now), and the attempt does not count. A job that was asked to
+-- cancel is cancelled instead of run again.
 UPDATE jobs SET
-    status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+    status = CASE
+        WHEN cancel_requested THEN 'cancelled' WHEN :eta > :now THEN 'scheduled' ELSE 'queued'
+    END,
     attempts = max(attempts - 1, 0),
     worker = NULL,
     lease_until = NULL,
-    eta = CASE WHEN cancel_requested THEN eta ELSE :now END,
+    eta = CASE WHEN cancel_requested THEN eta ELSE :eta END,
     finished_at = CASE WHEN cancel_requested THEN :now ELSE NULL END,
     cancel_requested = 0
 FROM (
@@ -187,7 +190,7 @@ FROM (
     FROM json_each(:leases)
 ) AS held
 WHERE jobs.id = held.lease_id AND jobs.token = held.lease_token AND jobs.status = 'running'
-RETURNING jobs.queue;
+RETURNING jobs.queue, jobs.status;
 
 -- name: expired
 -- No ORDER BY: sorting by id would tempt SQLite to walk the whole id index instead of
