@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from conveyor.brokers import from_url
 from conveyor.brokers.base import JobFilter, Lease
 from conveyor.brokers.common import DECODE_ERROR
 from conveyor.brokers.redis import RedisBroker
@@ -100,7 +101,7 @@ def assert_indexed(raw: Any, broker: RedisBroker, queue: str = "default") -> Non
         assert homes == [status], f"{job_id} is {status!r} but indexed as {homes}"
     for status, ids in [*where.items(), ("listed", listed)]:
         assert ids <= set(jobs), f"{status}: ids without a job: {ids - set(jobs)}"
-    assert not raw.keys(f"{tag}:r:*") or ready, "a ready zset left unlisted in Q:prios"
+    assert not list(raw.scan_iter(match=f"{tag}:r:*")) or ready, "a ready zset left unlisted"
 
 
 @pytest.mark.parametrize("kind", list(DAMAGE))
@@ -260,3 +261,29 @@ async def test_a_failed_decode_keeps_the_claims_receipt(
     assert sorted(j.args[0] for j in again) == [0, 2]
     assert {j.attempts for j in again} == {1}
     assert (await must_get(broker, jobs[1].id)).status is Status.FAILED
+
+
+@pytest.mark.parametrize("kind", ["a-not-a-number", "no-s", "no-hash", "payload-garbage"])
+async def test_a_claim_fails_a_damaged_job_alone_on_a_cluster(cluster_url: str, kind: str) -> None:
+    """The same on a cluster, where the claim cannot reach the key table (another slot)."""
+    broker = from_url(cluster_url)
+    assert isinstance(broker, RedisBroker)
+    await broker.connect()
+    raw = redis.RedisCluster.from_url(parse_url(cluster_url)[0], decode_responses=True)
+    try:
+        jobs = await broker.enqueue([make_job(args=[i], key=f"k{i}") for i in range(21)])
+        plant(raw, broker, jobs[10], kind)
+        now = time.time()
+        claimed = await claim(broker, now=now, limit=100)
+        assert sorted(j.args[0] for j in claimed) == [i for i in range(21) if i != 10]
+        assert_indexed(raw, broker)
+        done = [outcome(j, Status.SUCCEEDED, finished_at=now + 1, result=1) for j in claimed]
+        assert await finish(broker, done) == []
+        shown = await broker.get(jobs[10].id)
+        assert shown is None if kind in GONE else shown is not None
+        assert len(await broker.list(JobFilter(limit=100))) == (20 if kind in GONE else 21)
+        (again,) = await broker.enqueue([make_job(key="k10")])
+        assert again.id != jobs[10].id
+    finally:
+        raw.close()
+        await broker.close()
