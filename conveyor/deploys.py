@@ -21,6 +21,10 @@ PASS_ON_DELAY = 1.0
 straight back."""
 
 
+SEEN_WITHIN = 3600.0
+"""Seconds back the store is asked for workers; each is then judged by its own lease."""
+
+
 async def pass_on(store: Broker, session: Consumer, job: JobRecord) -> bool:
     """Hand ``job`` back if a live worker of its queue knows its task; return whether it went.
 
@@ -28,11 +32,17 @@ async def pass_on(store: Broker, session: Consumer, job: JobRecord) -> bool:
     expires and the job comes back as a loss, never failed for a deploy.
     """
     try:
-        workers = await store.workers(time.time(), session.lease)
+        now = time.time()
+        # Each worker is alive for its own lease after its last heartbeat, not for this
+        # worker's: a shorter lease here must not see a live worker as gone.
+        workers = await store.workers(now, max(session.lease, SEEN_WITHIN))
         homes = [
             w.id
             for w in workers
-            if w.id != session.worker and job.queue in w.queues and job.task in w.tasks
+            if w.id != session.worker
+            and w.seen_at > now - (w.lease or session.lease)
+            and job.queue in w.queues
+            and job.task in w.tasks
         ]
         if not homes:
             return False

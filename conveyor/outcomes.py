@@ -29,6 +29,8 @@ class Outcomes:
         self._pile: list[Entry] = []
         self._slots = slots
         self._due = asyncio.Event()  # a batch may be ready to go
+        self._empty = asyncio.Event()  # everything piled so far is recorded
+        self._empty.set()
         self._claimer_waits = False
         self._closing = False
         self._give_up_at = float("inf")
@@ -36,6 +38,7 @@ class Outcomes:
     def add(self, job: JobRecord, outcome: Outcome, took: float) -> None:
         """Pile one outcome; wake the recorder if this is a moment to record."""
         self._pile.append((job, outcome, took))
+        self._empty.clear()
         if self._may_go():
             self._due.set()
 
@@ -71,6 +74,9 @@ class Outcomes:
     async def next_batch(self) -> list[Entry] | None:
         """The next batch to record, when it is time; None once closed and empty."""
         while True:
+            if self._closing and not self._pile:
+                # Not a wait: close()'s wake-up may have gone to the batch just recorded.
+                return None
             await self._due.wait()
             self._due.clear()
             if not self._may_go():
@@ -87,8 +93,19 @@ class Outcomes:
     def recorded(self, n: int) -> None:
         """The broker took the first ``n`` (those that came meanwhile stay)."""
         del self._pile[:n]
-        if self._pile and self._may_go():
+        if not self._pile:
+            self._empty.set()
+        elif self._may_go():
             self._due.set()
+
+    @property
+    def pending(self) -> bool:
+        """Whether outcomes wait to be recorded."""
+        return bool(self._pile)
+
+    async def all_recorded(self) -> None:
+        """Return once every outcome piled so far is recorded."""
+        await self._empty.wait()
 
     def again(self) -> None:
         """Recording failed: offer the same batch again at the next call."""

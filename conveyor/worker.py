@@ -240,6 +240,9 @@ class Worker:
             if busy:
                 continue
             if self.burst and not claimed and not self._running:
+                if self._outcomes.pending:  # a retry due at once may be among them
+                    await self._outcomes.while_claimer_waits(self._outcomes.all_recorded())
+                    continue
                 log.info("worker %s: no due jobs left, burst done", self.id)
                 return
             if self.burst:  # the last job's end may be the moment to exit

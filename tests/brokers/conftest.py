@@ -1,66 +1,14 @@
-"""One ``broker`` fixture per kind of broker, each on a fresh, empty store.
-
-A kind is a name and a factory of the URL of a fresh store. Adding Redis or PostgreSQL means
-adding a kind whose factory starts (or finds) its server through ``request`` and calls
-``pytest.skip`` with a reason when the server is unavailable; every test then runs on it.
-"""
+"""One ``broker`` fixture per kind of broker (see tests/kinds.py), each on a fresh, empty store."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from conveyor.brokers import Broker, from_url
-from tests.servers import PostgresServer, RedisCluster, RedisServer
-
-
-@dataclass(frozen=True)
-class BrokerKind:
-    """How to get a fresh store of one kind of broker."""
-
-    url: Callable[[pytest.FixtureRequest, Path], str]
-    """The URL of a new, empty store (may skip the test when the server is unavailable)."""
-    shared: bool
-    """Whether separate processes opening the URL share one store."""
-
-
-def _memory_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return "memory://"
-
-
-def _sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    # An absolute path gives four slashes: sqlite:////tmp/.../t.db
-    return "sqlite:///" + str(tmp_path / "t.db")
-
-
-def _postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    # A fresh PostgreSQL schema per test in the session's server: the broker creates it.
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.url() + f"?schema=t_{uuid.uuid4().hex[:16]}"
-
-
-def _redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    # A fresh key prefix per test in the session's server: nothing to create or clean.
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url + f"?prefix=t{uuid.uuid4().hex[:12]}"
-
-
-def _redis_cluster_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    return cluster.url + f"?prefix=t{uuid.uuid4().hex[:12]}"
-
-
-KINDS: dict[str, BrokerKind] = {
-    "memory": BrokerKind(url=_memory_url, shared=False),
-    "sqlite": BrokerKind(url=_sqlite_url, shared=True),
-    "postgres": BrokerKind(url=_postgres_url, shared=True),
-    "redis": BrokerKind(url=_redis_url, shared=True),
-    "redis-cluster": BrokerKind(url=_redis_cluster_url, shared=True),
-}
+from tests.kinds import KINDS
 
 
 @pytest.fixture(params=list(KINDS))

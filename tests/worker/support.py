@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import conveyor
-from conveyor.brokers.base import Outcome
+from conveyor.brokers.base import Broker, Consumer, HeartbeatReply, Lease, Outcome, WorkerInfo
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.job import JobRecord, Status
 
@@ -43,6 +44,28 @@ async def until_status(
 async def record_of(app: conveyor.Conveyor, job_id: str) -> JobRecord:
     """The job's record as the broker has it now (read through the app, on its own loop)."""
     return (await app.get_job_async(job_id)).record
+
+
+async def until_seen(store: Broker, worker_id: str, timeout: float = WAIT) -> None:
+    """Poll the store until the worker ``worker_id`` has reported itself (its first heartbeat,
+    which its own thread sends as the worker starts, may come after its first claim)."""
+    deadline = time.monotonic() + timeout
+    while worker_id not in [w.id for w in await store.workers(time.time(), 3600)]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker {worker_id}'s first heartbeat never came")
+        await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def store_of(app: conveyor.Conveyor) -> AsyncIterator[Broker]:
+    """The app's store, connected on the running loop and closed on the way out (the memory
+    broker's copy is the app's broker itself, so it sees the same jobs)."""
+    broker = app.broker.copy()
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.close()
 
 
 @asynccontextmanager
@@ -82,3 +105,67 @@ class FailingFinishBroker(MemoryBroker):
             self.refusals += 1
             raise conveyor.BrokerUnavailable("connection refused")
         return await super().record(outcomes)
+
+
+class OvertakenOutcomes:
+    """A worker's session on any broker whose outcomes reach the store only once a claim has
+    returned after them: the order PostgreSQL's pool of connections may give a claim and an
+    outcome sent at once, made certain. A finish waits ``hold`` seconds at most, so that a
+    worker that claims nothing until its outcomes are recorded still gets them recorded."""
+
+    def __init__(self, inner: Consumer, hold: float = 1.0) -> None:
+        self.inner = inner
+        self.hold = hold
+        self._finishing = 0
+        self._claimed = asyncio.Event()
+
+    @property
+    def worker(self) -> str:
+        """The inner session's worker id."""
+        return self.inner.worker
+
+    @property
+    def queues(self) -> Sequence[str]:
+        """The inner session's queues."""
+        return self.inner.queues
+
+    @property
+    def lease(self) -> float:
+        """The inner session's lease."""
+        return self.inner.lease
+
+    async def claim(self, limit: int, now: float) -> list[JobRecord]:
+        """Claim; let the outcomes sent meanwhile go once the claim has returned."""
+        jobs = await self.inner.claim(limit, now)
+        if self._finishing:
+            self._claimed.set()
+        return jobs
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Record ``outcomes`` once a claim has returned after them (or ``hold`` passed)."""
+        self._finishing += 1
+        self._claimed.clear()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._claimed.wait(), self.hold)
+        finally:
+            self._finishing -= 1
+        return await self.inner.finish(outcomes)
+
+    async def wait(self, timeout: float) -> None:
+        """See the inner session."""
+        await self.inner.wait(timeout)
+
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[Lease], now: float
+    ) -> HeartbeatReply:
+        """See the inner session."""
+        return await self.inner.heartbeat(worker, leases, now)
+
+    async def release(self, leases: Sequence[Lease], now: float) -> None:
+        """See the inner session."""
+        await self.inner.release(leases, now)
+
+    async def close(self) -> None:
+        """See the inner session."""
+        await self.inner.close()

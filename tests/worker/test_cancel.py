@@ -10,7 +10,7 @@ import pytest
 
 import conveyor
 from conveyor import Status
-from tests.worker.support import WAIT, eventually, record_of, run_burst, running
+from tests.worker.support import WAIT, eventually, record_of, run_burst, running, until_status
 
 SHORT_LEASE = 0.6
 """A lease whose heartbeat (every third of it) comes every 0.2 s."""
@@ -144,3 +144,31 @@ async def test_worker_keeps_working_after_a_cancel(app: conveyor.Conveyor) -> No
         follow = after.enqueue()
         await job.cancel_async()
         assert await follow.result_async(timeout=WAIT) == "next"
+
+
+async def test_cancel_at_heartbeat_beside_a_release_on_stop(app: conveyor.Conveyor) -> None:
+    """A running job is cancelled at a heartbeat while another runs on, and that one, past
+    the grace period, is handed back without counting the attempt."""
+    started: dict[str, asyncio.Event] = {"cancel": asyncio.Event(), "keep": asyncio.Event()}
+
+    @app.task(retries=1)
+    async def endless(name: str) -> None:
+        started[name].set()
+        await asyncio.Event().wait()
+
+    to_cancel = await endless.enqueue_async("cancel")
+    to_keep = await endless.enqueue_async("keep")
+    async with running(app, lease=0.6, grace=0.2):
+        await asyncio.wait_for(started["cancel"].wait(), WAIT)
+        await asyncio.wait_for(started["keep"].wait(), WAIT)
+        await to_cancel.cancel_async()
+        with pytest.raises(conveyor.JobCancelled):
+            await to_cancel.result_async(timeout=WAIT)
+        running_job = await until_status(app, to_keep.id, Status.RUNNING)
+        assert running_job.attempts == 1
+    handed_back = await record_of(app, to_keep.id)
+    assert (handed_back.status, handed_back.attempts, handed_back.worker) == (
+        Status.QUEUED,
+        0,
+        None,
+    )

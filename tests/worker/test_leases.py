@@ -5,17 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
 import conveyor
 from conveyor import Status
+from conveyor.brokers.base import Broker
 from conveyor.brokers.common import LEASE_EXPIRED
-from tests.worker.support import WAIT, FailingFinishBroker, eventually, record_of, running
+from tests.brokers.support import PORTED
+from tests.worker.support import (
+    WAIT,
+    FailingFinishBroker,
+    eventually,
+    record_of,
+    running,
+    until_seen,
+)
 
 
 async def test_lost_lease_outcome_is_refused(
-    app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
+    app: conveyor.Conveyor, store: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A worker paused past its lease has its late outcome refused and logged."""
     caplog.set_level(logging.WARNING, logger="conveyor.worker")
@@ -38,15 +48,18 @@ async def test_lost_lease_outcome_is_refused(
     async with running(app, name="w1", concurrency=1) as w1:
         await asyncio.wait_for(first_started.wait(), WAIT)
         # Its first heartbeat (at start) is in; the next is a third of the lease away.
-        deadline = time.monotonic() + WAIT
-        while "w1" not in [w.id for w in await app.broker.workers(time.time(), 60)]:
-            assert time.monotonic() < deadline, "w1's first heartbeat never came"
-            await asyncio.sleep(0.005)
+        await until_seen(store, "w1")
         # w1 misses its heartbeats: from the broker's view its lease has long expired.
-        assert await app.broker.recover(time.time() + 3600) == [job.id]
+        assert await store.recover(time.time() + 3600) == [job.id]
         requeued = await record_of(app, job.id)
-        # A lost worker does not spend the attempt; the loss is counted apart.
-        assert (requeued.status, requeued.attempts, requeued.losses) == (Status.QUEUED, 0, 1)
+        # A lost worker does not spend the attempt; the loss is counted apart (on the brokers
+        # ported so far: the others still spend the attempt, as test_losses.py expects).
+        spent = 0 if urlsplit(app.url).scheme in PORTED else 1
+        assert (requeued.status, requeued.attempts, requeued.losses) == (
+            Status.QUEUED,
+            spent,
+            1 - spent,
+        )
         assert requeued.error is not None
         assert requeued.error.type == LEASE_EXPIRED
         async with running(app, name="w2"):
@@ -56,14 +69,18 @@ async def test_lost_lease_outcome_is_refused(
         await eventually(lambda: "refused" in caplog.text, what="the refusal to be logged")
     assert f"outcome of job {job.id} refused" in caplog.text
     record = await record_of(app, job.id)
-    assert (record.status, record.result, record.attempts) == (Status.SUCCEEDED, "second", 1)
+    assert (record.status, record.result, record.attempts) == (
+        Status.SUCCEEDED,
+        "second",
+        1 + spent,
+    )
     assert w1.exit_code == 0
     # Counted and logged only as refused: the success is w2's, not w1's.
     assert w1.stats["succeeded"] == 0
 
 
 async def test_lost_lease_noticed_by_heartbeat_stops_the_task(
-    app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
+    app: conveyor.Conveyor, store: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
     """When a heartbeat finds the lease lost, the worker stops the task and records nothing."""
     caplog.set_level(logging.WARNING, logger="conveyor.worker")
@@ -81,9 +98,9 @@ async def test_lost_lease_noticed_by_heartbeat_stops_the_task(
     job = long_job.enqueue()
     async with running(app, concurrency=1, lease=0.6) as worker:
         await asyncio.wait_for(started.wait(), WAIT)
-        await app.broker.recover(time.time() + 3600)
+        await store.recover(time.time() + 3600)
         # Another worker takes the job over (and keeps it) before w1's next heartbeat.
-        [taken] = await app.broker.consumer("other", ["default"], 3600).claim(1, time.time())
+        [taken] = await store.consumer("other", ["default"], 3600).claim(1, time.time())
         assert taken.id == job.id
         await asyncio.wait_for(stopped.wait(), WAIT)
     assert "lease lost to another worker" in caplog.text
@@ -107,10 +124,12 @@ async def test_heartbeats_keep_a_long_job_alive(app: conveyor.Conveyor) -> None:
 
 
 async def test_an_outcome_waiting_to_be_recorded_keeps_its_lease(
-    app: conveyor.Conveyor,
+    memory_app: conveyor.Conveyor,
 ) -> None:
     """While the broker refuses an outcome, heartbeats go on renewing the finished job's
     lease, so that no sweep hands it to another worker; once recorded, it ran once."""
+    # Memory only: the fault is injected by a subclass of the memory broker.
+    app = memory_app
     broker = FailingFinishBroker()
     app.broker = broker
     runs = 0

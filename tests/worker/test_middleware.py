@@ -12,7 +12,7 @@ from conveyor.middleware import CallNext
 from tests.worker.support import WAIT, running
 
 
-async def test_middleware_order_and_context() -> None:
+async def test_middleware_order_and_context(app_url: str) -> None:
     """The first middleware is outermost; each sees the job, the task and the worker id."""
     events: list[str] = []
     contexts: list[conveyor.Context] = []
@@ -27,7 +27,7 @@ async def test_middleware_order_and_context() -> None:
 
         return middleware
 
-    app = conveyor.Conveyor("memory://", middleware=[tracer("outer"), tracer("inner")])
+    app = conveyor.Conveyor(app_url, middleware=[tracer("outer"), tracer("inner")])
     try:
 
         @app.task
@@ -39,7 +39,7 @@ async def test_middleware_order_and_context() -> None:
         async with running(app, name="mw-worker"):
             assert await job.result_async(timeout=WAIT) == 2
     finally:
-        app.close()
+        await app.close_async()
     assert events == ["outer in", "inner in", "task", "inner out", "outer out"]
     for ctx in contexts:
         assert (ctx.job.id, ctx.job.args, ctx.job.attempts) == (job.id, [1], 1)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
 
 import conveyor
+from conveyor.brokers.base import Broker, WorkerInfo
+from conveyor.deploys import pass_on
 from conveyor.job import Status
-from tests.worker.support import WAIT, eventually, running, until_status
+from tests.brokers.support import make_job
+from tests.worker.support import WAIT, eventually, running, until_seen, until_status
 
 
 @pytest.fixture
@@ -26,7 +30,10 @@ def old_app(app: conveyor.Conveyor) -> Iterator[conveyor.Conveyor]:
 
 
 async def test_a_task_only_another_live_worker_knows_waits_for_it(
-    app: conveyor.Conveyor, old_app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
+    app: conveyor.Conveyor,
+    old_app: conveyor.Conveyor,
+    store: Broker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The old worker, idle, claims the new task's job first (the new worker is busy): it
     hands the job back for a moment, without spending the attempt, until the new worker is
@@ -46,7 +53,9 @@ async def test_a_task_only_another_live_worker_knows_waits_for_it(
 
     busy.enqueue()
     async with running(app, name="new", concurrency=1, queues=["default"]):
-        await asyncio.wait_for(started.wait(), WAIT)  # the new worker is full, and alive
+        await asyncio.wait_for(started.wait(), WAIT)  # the new worker is full
+        # ... and alive in the store's eyes: else the old worker rightly fails the job.
+        await until_seen(store, "new")
         async with running(old_app, name="old", concurrency=2, lease=3.0):
             job = new_feature.enqueue(21)
             await eventually(lambda: "handed back" in caplog.text, what="the hand-back")
@@ -69,3 +78,28 @@ async def test_a_task_no_live_worker_knows_fails_naming_it(
             await job.result_async(timeout=WAIT)
     assert info.value.error_type == "conveyor.errors.UnknownTask"
     assert "tests.worker.nowhere" in info.value.message
+
+
+async def test_a_worker_is_alive_for_its_own_lease_not_the_askers(store: Broker) -> None:
+    """A worker with a long lease, last seen longer ago than the lease of the worker that
+    asks, is alive still: a job of its task goes back for it rather than failing."""
+    now = time.time()
+    info = WorkerInfo(
+        id="new",
+        hostname="host-1",
+        pid=1,
+        queues=["default"],
+        concurrency=1,
+        started_at=now - 10,
+        seen_at=now - 5,  # its next heartbeat is due in five seconds (a third of 30 s)
+        lease=30.0,
+        tasks=["tests.new_feature"],
+    )
+    await store.consumer("new", ["default"], 30.0).heartbeat(info, [], now - 5)
+    await store.enqueue([make_job("tests.new_feature")])
+    old = store.consumer("old", ["default"], 3.0)
+    [claimed] = await old.claim(1, time.time())
+    assert await pass_on(store, old, claimed)
+    record = await store.get(claimed.id)
+    assert record is not None
+    assert (record.status, record.attempts) == (Status.SCHEDULED, 0)
