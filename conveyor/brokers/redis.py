@@ -43,6 +43,7 @@ from conveyor.brokers.redis_consumer import RedisConsumer
 from conveyor.brokers.redis_wire import (
     DEFAULT_PREFIX,
     ClaimedRow,
+    Damaged,
     command,
     decode_worker,
     encode,
@@ -57,7 +58,7 @@ from conveyor.brokers.redis_wire import (
     stored_job,
     text,
 )
-from conveyor.job import FINISHED, JobRecord, Status
+from conveyor.job import FINISHED, MAX_LOSSES, JobRecord, Status
 
 _STATUSES = [s.value for s in Status]
 _BATCH = 1000  # jobs per call of the scripts that sweep (recover, purge)
@@ -329,7 +330,7 @@ class RedisBroker:
                         kwargs=dict(jobs[i].kwargs),
                     )
                 else:
-                    stored[i] = stored_job(raw)
+                    stored[i] = stored_job(raw, self._prefix)
                 self._remember(stored[i].id, stored[i].queue)
         return stored
 
@@ -342,6 +343,17 @@ class RedisBroker:
         the jobs claimed, and 1 if jobs handed to the worker are left in its inbox. (The
         call itself, typed, not a coroutine around it: a frame less on the hot path.)"""
         return cast("Awaitable[tuple[list[ClaimedRow], int]]", self._eval("claim", tags, argv))
+
+    async def _fail_claimed(
+        self, tags: Sequence[str], worker: str, receipt: str, damaged: list[Damaged], now: float
+    ) -> list[str]:
+        """Fail alone the jobs that a claim (``receipt``) gave ``worker`` and that do not
+        decode (damaged.lua); returns their ids."""
+        rows = [(token, encode(error).decode()) for token, error in damaged]
+        keys = [*tags, self._keys_of(tags[0])]
+        return [
+            text(i) for i in await self._eval("damaged", keys, [now, worker, receipt, pack(rows)])
+        ]
 
     async def _peek(self, queue: str, now: float, limit: int) -> list[bytes]:
         """The best ``limit`` candidates of ``queue``, flat: -priority, eta, id for each."""
@@ -474,14 +486,15 @@ class RedisBroker:
 
     @guarded
     async def recover(self, now: float) -> list[str]:
-        """Expired leases go back to queued, to failed when no attempts are left, or to
-        cancelled when cancellation was asked; returns their ids."""
+        """Expired leases go back to queued without spending the attempt (a loss, counted);
+        the loss after :data:`MAX_LOSSES` fails the job as a poison pill; a job asked to
+        cancel ends cancelled. Returns their ids."""
         recovered: list[str] = []
         pending = await self._queues()
         while pending:
             answers = await asyncio.gather(
                 *(
-                    self._eval("recover", [t, self._keys_of(t)], [now, _BATCH])
+                    self._eval("recover", [t, self._keys_of(t)], [now, _BATCH, MAX_LOSSES])
                     for t in map(self._tag, pending)
                 )
             )
@@ -500,7 +513,7 @@ class RedisBroker:
         found = [a[0] for _, a in await self._spread("read", tags, ["job", job_id]) if a[0]]
         if not found:
             return None
-        job = stored_job(found[0])
+        job = stored_job(found[0], self._prefix)
         self._remember(job.id, job.queue)
         return job
 
@@ -557,7 +570,7 @@ class RedisBroker:
             return None
         tag = self._tag(queue)
         raw = await self._eval("cancel", [tag, self._keys_of(tag)], [job_id, now])
-        return stored_job(raw) if raw else None
+        return stored_job(raw, self._prefix) if raw else None
 
     @guarded
     async def retry_failed(self, ids: Sequence[str] | None, queue: str | None, now: float) -> int:
@@ -629,7 +642,7 @@ class RedisBroker:
             answer = await self._eval(
                 "page", [self._tag(queue)], [before or "", limit - len(jobs), task, status]
             )
-            jobs += [stored_job(entry) for entry in answer[0]]
+            jobs += [stored_job(entry, self._prefix) for entry in answer[0]]
             if len(answer) < 2:  # no cursor: the page is complete
                 break
             before = text(answer[1])

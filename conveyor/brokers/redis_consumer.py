@@ -23,6 +23,7 @@ from conveyor.brokers.common import ForkGuard
 from conveyor.brokers.redis_wire import (
     REDIS_ERRORS,
     ClaimedRow,
+    Damaged,
     claimed_jobs,
     guarded,
     handed_jobs,
@@ -66,6 +67,9 @@ class Store(Protocol):
         self, worker: WorkerInfo, leases: Sequence[Lease], lease: float, now: float
     ) -> HeartbeatReply: ...
     async def _record(self, outcomes: Sequence[Outcome]) -> list[str]: ...
+    async def _fail_claimed(
+        self, tags: Sequence[str], worker: str, receipt: str, damaged: list[Damaged], now: float
+    ) -> list[str]: ...
     async def _release(self, leases: Sequence[Lease], now: float, delay: float = 0.0) -> None: ...
 
 
@@ -205,6 +209,10 @@ class RedisConsumer:
             if lost:  # rare: after a lost reply. claim.lua hands over only up to the limit
                 held = await self._store._held(tags, self.worker, lost)
             rows, left = await self._store._claim_script(tags, argv)
+            # Decoded under the receipt: should this fail, the next claim hands the jobs over.
+            jobs, damaged = claimed_jobs(rows)
+            if damaged:  # rare: fail those alone (token-checked), the others go out
+                await self._fail_damaged(tags, receipt, damaged, args[0])
         except BaseException:
             # The claim may have run with its reply lost: the next claim hands its jobs over.
             # The other half of a split claim may have lost its reply too: keep both.
@@ -215,10 +223,17 @@ class RedisConsumer:
             raise
         if left:
             self._offered = True
-        jobs = claimed_jobs(rows)
         if held:
             await self._hand_back_beyond(held, jobs, args[0])
         return jobs
+
+    async def _fail_damaged(
+        self, tags: tuple[str, ...], receipt: str, damaged: list[Damaged], now: float
+    ) -> None:
+        """Fail the claimed jobs that do not decode, each alone, with its decode error."""
+        ids = await self._store._fail_claimed(tags, self.worker, receipt, damaged, now)
+        for job_id, (_, error) in zip(ids, damaged, strict=False):
+            log.error("job %s cannot be decoded, failed alone: %s", job_id, error.message)
 
     async def _hand_back_beyond(self, held: list[Lease], jobs: list[JobRecord], now: float) -> None:
         """Release the jobs of lost claims that the claim did not hand over again (beyond its

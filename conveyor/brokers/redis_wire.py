@@ -20,7 +20,8 @@ import msgspec
 from redis import exceptions as rexc
 
 from conveyor.brokers.base import Outcome, WorkerInfo
-from conveyor.brokers.common import redact, split_url
+from conveyor.brokers.common import DECODE_ERROR, redact, shorten, split_url
+from conveyor.brokers.common import decode_error as damage_error
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import ErrorInfo, JobRecord, Status
 
@@ -30,6 +31,7 @@ with contextlib.suppress(ImportError):  # redis-py works without it
 
 P = ParamSpec("P")
 T = TypeVar("T")
+D = TypeVar("D")
 
 DEFAULT_PREFIX = "conveyor"
 """The start of every key name; ``?prefix=`` in the URL changes it (one namespace per app)."""
@@ -55,8 +57,17 @@ pack = msgspec.msgpack.Encoder().encode
 """MessagePack, as the scripts take batches (``cmsgpack.unpack``)."""
 _unpack = msgspec.msgpack.Decoder().decode
 
-ClaimedRow = tuple[bytes, bytes, bytes, int, int]
-"""A job as claim.lua returns it: payload (JSON), eta, error (JSON or empty), attempts, token."""
+ClaimedRow = tuple[bytes | None, bytes, bytes, int, int, int]
+"""A job as claim.lua returns it: payload (JSON; None if missing), eta, error (JSON or empty),
+attempts, token, losses."""
+
+UNREADABLE = (msgspec.MsgspecError, TypeError, ValueError, KeyError)
+"""What decoding a damaged record raises: malformed JSON or the wrong shape (msgspec), a
+missing value (TypeError), a field that is not a number (ValueError), an unknown status
+(KeyError)."""
+
+Damaged = tuple[int, ErrorInfo]
+"""A claimed job that does not decode: its token and the error to fail it with."""
 
 
 class _Payload(msgspec.Struct):
@@ -108,20 +119,52 @@ def handed_jobs(batch: bytes) -> list[JobRecord]:
     ]
 
 
-def claimed_jobs(rows: list[ClaimedRow]) -> list[JobRecord]:
-    """The jobs of claim.lua's answer (the claim fields are set by the consumer's claim)."""
-    jobs = []
-    for payload, eta, error, attempts, token in rows:  # the hot path: no _record()
-        job = decode_record(payload)
-        job.eta, job.attempts, job.token = float(eta), attempts, token
-        if error:
-            job.error = decode_error(error)
+def claimed_jobs(rows: list[ClaimedRow]) -> tuple[list[JobRecord], list[Damaged]]:
+    """The jobs of claim.lua's answer (the claim fields are set by the consumer's claim),
+    and those that do not decode, for the claimer to fail alone."""
+    jobs, damaged = [], []
+    for payload, eta, error, attempts, token, losses in rows:  # the hot path
+        try:  # costs nothing until it catches (Python 3.11)
+            job = decode_record(payload)  # type: ignore[arg-type]  # None: caught
+            job.eta, job.attempts, job.token, job.losses = float(eta), attempts, token, losses
+            if error:
+                job.error = decode_error(error)
+        except UNREADABLE as exc:
+            damaged.append((token, _damage(payload, eta, error, exc)))
+            continue
         jobs.append(job)
-    return jobs
+    return jobs, damaged
+
+
+def _damage(payload: bytes | None, eta: bytes, error: bytes, exc: Exception) -> ErrorInfo:
+    """The error of a claimed job whose payload, eta (which claim.lua leaves to this
+    check) or last error does not decode (``exc``)."""
+    if payload is None:
+        return damage_error("payload (task, args, kwargs...)", "it is missing", None)
+    try:
+        decode_record(payload)
+    except UNREADABLE:
+        # msgspec names the path of a field of the wrong shape: "... - at `$.args`".
+        where = str(exc).rpartition("at `$.")[2].rstrip("`")
+        field = where if "at `$." in str(exc) else "payload (task, args, kwargs...)"
+        return damage_error(field, str(exc), payload)
+    try:
+        float(eta)
+    except ValueError as bad:
+        return damage_error("eta", str(bad), eta)
+    return damage_error("error", str(exc), error)
 
 
 def _opt(value: bytes | None) -> float | None:
     return float(value) if value else None
+
+
+def _number(value: bytes | None, kind: Callable[[Any], T], default: D) -> T | D:
+    """A numeric field of a damaged job hash, or ``default`` if it is not one."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def _record(payload: bytes, **state: Any) -> JobRecord:
@@ -132,11 +175,19 @@ def _record(payload: bytes, **state: Any) -> JobRecord:
     return job
 
 
-def stored_job(entry: Sequence[Any]) -> JobRecord:
-    """A job as the scripts return it: [HGETALL of its state, its immutable fields] (see
-    lua/lib.lua for the one-letter fields); an empty string is None."""
-    flat, payload = entry
+def stored_job(entry: Sequence[Any], prefix: str = DEFAULT_PREFIX) -> JobRecord:
+    """A job as the scripts return it: [HGETALL of its state, its immutable fields, its id,
+    its queue's tag] (see lua/lib.lua for the one-letter fields); an empty string is None.
+    A damaged one is shown with placeholders (see :func:`_shown`), never raises."""
+    flat, payload = entry[0], entry[1]
     h = dict(zip(flat[::2], flat[1::2], strict=True))
+    try:
+        return _stored(h, payload)
+    except UNREADABLE:
+        return _shown(h, payload, entry, prefix)
+
+
+def _stored(h: dict[bytes, bytes], payload: bytes) -> JobRecord:
     result, error, worker = h.get(b"r"), h.get(b"x"), h.get(b"w")
     return _record(
         payload,
@@ -151,7 +202,67 @@ def stored_job(entry: Sequence[Any]) -> JobRecord:
         token=int(h[b"t"]),
         lease_until=_opt(h.get(b"l")),
         cancel_requested=h.get(b"c") == b"1",
+        losses=int(h.get(b"n") or 0),
     )
+
+
+_SALVAGED = ("task", "queue", "priority", "max_attempts", "timeout", "key", "created_at")
+_TYPES = {f.name: f.type for f in msgspec.structs.fields(JobRecord)}
+
+
+def _shown(
+    h: dict[bytes, bytes], payload: bytes | None, entry: Sequence[Any], prefix: str
+) -> JobRecord:
+    """A damaged job as reads show it: a field that does not decode shows its stored text in
+    a placeholder (as on SQLite), a missing one its default; an unknown status shows as
+    failed, with a decode error."""
+    job_id = text(entry[2]) if len(entry) > 2 else "<unknown>"
+    tag = text(entry[3]) if len(entry) > 3 else ""
+    queue = tag[len(prefix) + 2 : -1] if tag.startswith("{" + prefix + ":") else "<unknown>"
+    job = JobRecord(id=job_id, task="<undecodable>", queue=queue)
+    try:
+        fields = _decode_any(payload) if payload is not None else None
+    except UNREADABLE:
+        fields = None
+    if not isinstance(fields, dict):
+        job.args = [f"<undecodable: {shorten(payload)}>"]
+    else:
+        for name in _SALVAGED:
+            with contextlib.suppress(*UNREADABLE):
+                setattr(job, name, msgspec.convert(fields[name], _TYPES[name]))
+        try:
+            job.args = msgspec.convert(fields.get("args"), list[Any])
+        except UNREADABLE:
+            job.args = [f"<undecodable: {shorten(encode(fields.get('args')))}>"]
+        try:
+            job.kwargs = msgspec.convert(fields.get("kwargs"), dict[str, Any])
+        except UNREADABLE:
+            job.kwargs = {"<undecodable>": shorten(encode(fields.get("kwargs")))}
+    status = _STATUS.get(h.get(b"s", b""))
+    job.status = Status.FAILED if status is None else status
+    job.attempts = _number(h.get(b"a"), int, 0)
+    job.eta = _number(h.get(b"e"), float, 0.0)
+    job.token = _number(h.get(b"t"), int, 0)
+    job.losses = _number(h.get(b"n"), int, 0)
+    job.started_at = _number(h.get(b"b"), float, None)
+    job.finished_at = _number(h.get(b"f"), float, None)
+    job.lease_until = _number(h.get(b"l"), float, None)
+    worker, result, error = h.get(b"w"), h.get(b"r"), h.get(b"x")
+    job.worker = worker.decode(errors="replace") if worker else None
+    job.cancel_requested = h.get(b"c") == b"1"
+    if result:
+        try:
+            job.result = _decode_any(result)
+        except UNREADABLE:
+            job.result = f"<undecodable: {shorten(result)}>"
+    if error:
+        try:
+            job.error = decode_error(error)
+        except UNREADABLE:
+            job.error = ErrorInfo(DECODE_ERROR, f"undecodable: {shorten(error)}")
+    if status is None and job.error is None:
+        job.error = ErrorInfo(DECODE_ERROR, f"the stored status is {shorten(h.get(b's'))}")
+    return job
 
 
 class Script:

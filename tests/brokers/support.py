@@ -217,7 +217,7 @@ async def release(broker: Broker, leases: Sequence[Lease], now: float) -> None:
     await session(broker).release(leases, now)
 
 
-PORTED = frozenset({"memory", "sqlite", "postgresql"})
+PORTED = frozenset({"memory", "sqlite", "postgresql", "redis"})
 """The brokers that count losses apart from retries and fail a damaged record alone (issue
 16); the others are being rewritten and get these behaviours right after."""
 

@@ -137,7 +137,8 @@ async def test_closing_leaves_a_lost_claims_jobs_that_were_recovered_meanwhile(
                 Status.RUNNING, "w2", taken.token,
             )  # fmt: skip
         else:
-            assert (stored.status, stored.attempts) == (Status.QUEUED, 1)
+            # recovered: the loss spends no attempt (issue 16)
+            assert (stored.status, stored.attempts, stored.losses) == (Status.QUEUED, 0, 1)
 
 
 async def test_closing_releases_a_lost_claims_jobs_still_held(

@@ -43,7 +43,11 @@ for _, new in ipairs(cmsgpack.unpack(ARGV[3])) do
   local held = false
   if key then
     held = redis.call('HGET', keys, key)
-    if held and redis.call('EXISTS', held) == 0 then held = false end  -- lost: take it over
+    -- Lost, or held by a finished job (one failed as damaged by a claim keeps it): take it over.
+    local s = held and redis.call('HGET', held, 's')
+    if held and (not s or s == 'succeeded' or s == 'failed' or s == 'cancelled') then
+      held = false
+    end
   end
   -- Writing the immutable fields only if absent also finds a repeated enqueue of this id.
   if not held and not redis.call('SET', pkey(q, id), new[2], 'NX') then held = j end

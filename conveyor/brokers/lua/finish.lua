@@ -2,7 +2,7 @@
 -- KEYS: the queue's tag, the uniqueness-key hash
 -- ARGV: the outcomes as MessagePack: per outcome {id, token, status, finished_at, result,
 --       error, eta}, numbers as decimal strings, '' for None
--- Returns the refused ids.
+-- Returns the refused ids. A retry of a job whose hash is damaged (see flaw()) fails it.
 local q, keys = KEYS[1], KEYS[2]
 local refused, woken, look, done, ended = {}, 0, false, {}, {}
 for _, o in ipairs(cmsgpack.unpack(ARGV[1])) do
@@ -12,7 +12,10 @@ for _, o in ipairs(cmsgpack.unpack(ARGV[1])) do
     refused[#refused + 1] = id
   else
     done[#done + 1] = id
-    if status == 'scheduled' or status == 'queued' then
+    local what = (status == 'scheduled' or status == 'queued') and flaw({'pr'}, {f[3]})
+    if what then
+      finish(q, id, 'failed', finished_at, f[4], keys, {'w', '', 'x', damage_error(what)}, ended)
+    elseif status == 'scheduled' or status == 'queued' then
       local s, wakes = push(q, id, f[3], (o[7] ~= '') and o[7] or finished_at,
         tonumber(finished_at), {'w', '', 'l', '', 'c', '', 'x', o[6]})
       if s == 'queued' then woken = woken + 1 elseif wakes then look = true end

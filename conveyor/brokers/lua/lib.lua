@@ -4,9 +4,12 @@
 -- that touches one queue touches one Redis Cluster slot. Per queue:
 --   Q:j:<id>        hash    one job's state: s status, a attempts, t token, e eta,
 --                           w worker, b started_at, l lease_until, f finished_at,
---                           c cancel asked ('1'), r result (JSON), x error (JSON); and for
---                           the scripts pr priority, m max_attempts, k key. An empty
---                           string stands for None. Small values keep the hash compact.
+--                           c cancel asked ('1'), r result (JSON), x error (JSON),
+--                           n losses (absent: 0; see recover.lua); and for the scripts
+--                           pr priority, m max_attempts, k key. An empty string stands for
+--                           None. Small values keep the hash compact. A script reads these
+--                           with flaw() before its first write about the job: Redis does not
+--                           undo the writes of a script that fails half-way.
 --   Q:p:<id>        string  the job's immutable fields (JSON, written and read by Python)
 --   Q:ids           zset    every job id, score 0: ordered by id, for listing
 --   Q:r:<priority>  zset    queued jobs of one priority by eta (then id)
@@ -30,6 +33,48 @@ local MAX_MARKERS = 32
 -- A member longer than a listpack entry may be (zset-max-listpack-value, 64 by default),
 -- with score +inf: see run_add.
 local RUN_PIN = string.rep('~', 80)
+
+-- The fields every job hash has, and those that hold a number when not empty.
+local REQUIRED = {s = true, a = true, t = true, e = true, pr = true, m = true}
+local NUMERIC = {a = true, t = true, e = true, pr = true, m = true, b = true, l = true,
+  f = true, n = true}
+
+-- The statuses a job may have (its s field).
+local KNOWN = {scheduled = true, queued = true, running = true, succeeded = true, failed = true,
+  cancelled = true}
+
+-- What is wrong with the fields f of a job hash as HMGET returned them for names, or nil.
+-- A hash that is not there at all shows as no s field.
+local function flaw(names, f)
+  for i, name in ipairs(names) do
+    local v = f[i]
+    if not v then
+      if REQUIRED[name] then return 'no ' .. name .. ' field' end
+    elseif NUMERIC[name] and not tonumber(v) and not (v == '' and not REQUIRED[name]) then
+      return 'its ' .. name .. ' field is not a number: ' .. string.sub(v, 1, 40)
+    end
+  end
+  return nil
+end
+
+-- Whether job id of queue q has no hash at all: asked only of a job flaw() found fault with.
+local function gone(q, id)
+  return redis.call('EXISTS', q .. ':j:' .. id) == 0
+end
+
+-- The error of a job failed because its hash is damaged (what flaw() found), as Python's
+-- conveyor.brokers.common.decode_error words it.
+local function damage_error(what)
+  return cjson.encode({type = 'conveyor.DecodeError',
+    message = 'the stored job hash cannot be decoded (' .. what .. ')', traceback = ''})
+end
+
+-- A damaged record found by a script that writes: logged in the server's log, the one place
+-- a script can report to without failing.
+local function report(q, id, what)
+  redis.log(redis.LOG_WARNING, 'conveyor: job ' .. q .. ':j:' .. id .. ' is damaged (' .. what
+    .. '): left out')
+end
 
 local function jkey(q, id) return q .. ':j:' .. id end
 local function pkey(q, id) return q .. ':p:' .. id end
@@ -55,9 +100,10 @@ local function run_add(q, leases)
   end
 end
 
--- A job as Python reads it: {its state hash, its immutable fields}.
+-- A job as Python reads it: {its state hash, its immutable fields, its id, q} (the last two
+-- name a job whose immutable fields are missing or damaged).
 local function job(q, id)
-  return {redis.call('HGETALL', jkey(q, id)), redis.call('GET', pkey(q, id))}
+  return {redis.call('HGETALL', jkey(q, id)), redis.call('GET', pkey(q, id)), id, q}
 end
 
 -- Wake up to n idle workers of queue q (none while it is paused). Markers are capped: a
@@ -77,12 +123,12 @@ end
 
 -- Empty worker w's inbox in queue q. Returns the entries (see Q:in:<worker>) of the jobs it
 -- still holds, running under the token it was handed, each as {entry, fields}: fields are
--- the job's {s, t, w, e, x, a} (status, token, worker, eta, error, attempts).
+-- the job's {s, t, w, e, x, a, n} (status, token, worker, eta, error, attempts, losses).
 local function unbox(q, w)
   local inbox, held = q .. ':in:' .. w, {}
   for _, batch in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
     for _, h in ipairs(cmsgpack.unpack(batch)) do
-      local f = redis.call('HMGET', jkey(q, h[1]), 's', 't', 'w', 'e', 'x', 'a')
+      local f = redis.call('HMGET', jkey(q, h[1]), 's', 't', 'w', 'e', 'x', 'a', 'n')
       if f[1] == 'running' and f[3] == w and tonumber(f[2]) == h[5] then
         held[#held + 1] = {h, f}
       end
@@ -151,7 +197,15 @@ local function finish(q, id, status, finished_at, k, keys, extra, ended)
     redis.call('ZADD', q .. ':f:' .. status, finished_at, id)
   end
   if status ~= 'succeeded' then redis.call('ZADD', q .. ':l:' .. status, 0, id) end
-  if k and k ~= '' and redis.call('HGET', keys, k) == j then redis.call('HDEL', keys, k) end
+  if keys and k and k ~= '' and redis.call('HGET', keys, k) == j then redis.call('HDEL', keys, k) end
+end
+
+-- Fail job id of queue q alone, its hash being damaged (what flaw() found). Without keys
+-- (claim.lua cannot name the uniqueness-key hash) its key stays listed: enqueue.lua takes
+-- over a key held by a finished job.
+local function fail_damaged(q, id, now_s, what, k, keys)
+  redis.call('ZREM', q .. ':run', id)
+  finish(q, id, 'failed', now_s, k, keys, {'w', '', 'x', damage_error(what)})
 end
 
 -- Delete a finished job and its index entries.

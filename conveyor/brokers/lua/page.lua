@@ -12,6 +12,7 @@ local function wanted(id, check)
   if check and redis.call('HGET', jkey(q, id), 's') ~= status then return false end
   if task == '' then return true end
   local p = redis.call('GET', pkey(q, id))
+  if not p then return false end  -- no payload: no task to match
   local at = string.find(p, '"task":', 1, true)
   return at ~= nil and string.sub(p, at + 7, at + 6 + #task) == task
 end
@@ -47,5 +48,8 @@ else
 end
 
 local out = {}
-for _, id in ipairs(found) do out[#out + 1] = job(q, id) end
+for _, id in ipairs(found) do
+  -- An id in an index without a job is left out (Python reports it).
+  if redis.call('EXISTS', jkey(q, id)) == 1 then out[#out + 1] = job(q, id) end
+end
 return {out, cursor}

@@ -12,7 +12,9 @@ end
 local due = redis.call('ZRANGEBYSCORE', q .. ':sched', '-inf', now_s, 'WITHSCORES',
   'LIMIT', 0, limit)
 for i = 1, #due, 2 do
-  cands[#cands + 1] = {-tonumber(redis.call('HGET', jkey(q, due[i]), 'pr')), due[i + 1], due[i]}
+  -- A damaged priority ranks first: the claim that takes it fails it (claim.lua).
+  local pr = tonumber(redis.call('HGET', jkey(q, due[i]), 'pr')) or math.huge
+  cands[#cands + 1] = {-pr, due[i + 1], due[i]}
 end
 table.sort(cands, function(x, y)
   if x[1] ~= y[1] then return x[1] < y[1] end

@@ -1,13 +1,16 @@
 -- Hand running jobs of one queue back, due at eta (queued, or scheduled when later than now),
 -- without counting the attempt; a job asked to cancel becomes cancelled instead.
 -- KEYS: the queue's tag, the uniqueness-key hash. ARGV: now, eta, the leases as MessagePack:
--- {id, token} each (a stale token is ignored).
+-- {id, token} each (a stale token is ignored). A damaged job (see flaw()) is failed alone.
 local q, keys, now_s, eta_s = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local woken = 0
 for _, held in ipairs(cmsgpack.unpack(ARGV[3])) do
   local id = held[1]
   local f = redis.call('HMGET', jkey(q, id), 's', 't', 'a', 'pr', 'c', 'k')
-  if f[1] == 'running' and f[2] == held[2] then
+  local what = flaw({'s', 't', 'a', 'pr'}, f)
+  if f[1] == 'running' and f[2] == held[2] and what then
+    fail_damaged(q, id, now_s, what, f[6], keys)
+  elseif f[1] == 'running' and f[2] == held[2] then
     redis.call('ZREM', q .. ':run', id)
     local extra = {'a', math.max(tonumber(f[3]) - 1, 0), 'w', ''}
     if f[5] == '1' then

@@ -1,5 +1,5 @@
--- Redrive failed jobs of one queue to queued with their attempts reset; a job whose key an
--- unfinished job now holds stays failed.
+-- Redrive failed jobs of one queue to queued with their attempts and losses reset; a job whose
+-- key an unfinished job now holds stays failed, and so does a damaged one (see flaw()).
 -- KEYS: the queue's tag, the uniqueness-key hash. ARGV: now, [the ids as MessagePack].
 -- Returns how many moved.
 local q, keys, now_s = KEYS[1], KEYS[2], ARGV[1]
@@ -8,11 +8,13 @@ local moved = 0
 for _, id in ipairs(ids) do
   local j = jkey(q, id)
   local f = redis.call('HMGET', j, 's', 'k', 'pr')
-  if f[1] == 'failed' and not (f[2] ~= '' and redis.call('HEXISTS', keys, f[2]) == 1) then
+  local what = flaw({'s', 'k', 'pr'}, f)
+  if what and f[1] == 'failed' then report(q, id, what) end
+  if f[1] == 'failed' and not what and not (f[2] ~= '' and redis.call('HEXISTS', keys, f[2]) == 1) then
     if f[2] ~= '' then redis.call('HSET', keys, f[2], j) end
     redis.call('ZREM', q .. ':l:failed', id)
     redis.call('ZREM', q .. ':f:failed', id)
-    push(q, id, f[3], now_s, tonumber(now_s), {'a', 0, 'f', ''})
+    push(q, id, f[3], now_s, tonumber(now_s), {'a', 0, 'n', 0, 'f', ''})
     moved = moved + 1
   end
 end
