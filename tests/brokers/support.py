@@ -7,7 +7,6 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import pytest
@@ -215,19 +214,6 @@ async def finish(broker: Broker, outcomes: Sequence[Outcome]) -> list[str]:
 async def release(broker: Broker, leases: Sequence[Lease], now: float) -> None:
     """Hand ``leases`` back through a session."""
     await session(broker).release(leases, now)
-
-
-PORTED = frozenset({"memory", "sqlite", "postgresql", "redis"})
-"""The brokers that count losses apart from retries and fail a damaged record alone (issue
-16); the others are being rewritten and get these behaviours right after."""
-
-
-def not_yet(request: pytest.FixtureRequest, url: str, what: str) -> None:
-    """Expect the running test to fail (strictly) on a broker not in :data:`PORTED`."""
-    if urlsplit(url).scheme not in PORTED:
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason=f"{what}: not yet on this broker")
-        )
 
 
 async def enqueue_with(broker: Broker, jobs: Sequence[JobRecord]) -> None:

@@ -18,11 +18,8 @@ from tests.brokers.support import (
     finish,
     make_job,
     must_get,
-    not_yet,
     outcome,
 )
-
-DAMAGED = "a damaged record failed alone"
 
 pytestmark = pytest.mark.parametrize("kind", list(DAMAGE))
 
@@ -35,7 +32,6 @@ async def test_a_damaged_job_fails_alone_and_its_claim_runs(
     jobs = await broker.enqueue([make_job(args=[i]) for i in range(21)])
     damaged = jobs[10]
     await plant(broker, damaged, kind)
-    not_yet(request, broker.url, DAMAGED)
 
     now = time.time()
     claimed = await claim(broker, now=now, limit=100)
@@ -66,7 +62,6 @@ async def test_a_damaged_job_is_readable_before_its_claim(
     decode) beside the good ones, instead of failing."""
     good, bad = await broker.enqueue([make_job(args=[1]), make_job(args=[2])])
     await plant(broker, bad, kind)
-    not_yet(request, broker.url, DAMAGED)
 
     shown = await must_get(broker, bad.id)
     assert (shown.id, shown.status) == (bad.id, Status.QUEUED)

@@ -19,11 +19,8 @@ from tests.brokers.support import (
     lease_of,
     make_job,
     must_get,
-    not_yet,
     release,
 )
-
-LOSSES = "losses counted apart from retries"
 
 
 async def test_a_loss_requeues_without_spending_the_attempt(
@@ -31,7 +28,6 @@ async def test_a_loss_requeues_without_spending_the_attempt(
 ) -> None:
     """An expired lease puts the job back to queued, due now, with attempts as they were
     before the claim and one loss counted; it is claimed again as attempt 1."""
-    not_yet(request, broker.url, LOSSES)
     [job] = await broker.enqueue([make_job(max_attempts=1)])
     now = time.time()
     await claim_one(broker, job.id, now=now, lease=10, worker="lost")
@@ -56,7 +52,6 @@ async def test_the_loss_after_the_limit_fails_the_job_as_a_poison_pill(
 ) -> None:
     """A job whose worker was lost each time it ran, MAX_LOSSES + 1 times, ends failed with
     the poison-pill error (naming the count and the last worker), never claimed again."""
-    not_yet(request, broker.url, LOSSES)
     [job] = await broker.enqueue([make_job(max_attempts=5)])
     now = time.time()
     for loss in range(1, MAX_LOSSES + 2):
@@ -82,7 +77,6 @@ async def test_losses_and_retries_count_apart(
 ) -> None:
     """Losses do not use up attempts: a job with retries left still fails as a poison pill
     only after its losses, and its attempts stay as its real runs made them."""
-    not_yet(request, broker.url, LOSSES)
     [job] = await broker.enqueue([make_job(max_attempts=2)])
     now = time.time()
     for loss in range(1, MAX_LOSSES + 1):
@@ -107,7 +101,6 @@ async def test_a_cancel_wins_over_the_poison_pill(
     broker: Broker, request: pytest.FixtureRequest
 ) -> None:
     """On the last loss too, a cancel asked wins: cancelled, not failed."""
-    not_yet(request, broker.url, LOSSES)
     [job] = await broker.enqueue([make_job(max_attempts=1)])
     now = time.time()
     for loss in range(1, MAX_LOSSES + 2):
@@ -137,7 +130,6 @@ async def test_a_redriven_poison_pill_counts_its_losses_afresh(
     broker: Broker, request: pytest.FixtureRequest
 ) -> None:
     """Redriving a job failed as a poison pill resets its losses with its attempts."""
-    not_yet(request, broker.url, LOSSES)
     [job] = await broker.enqueue([make_job()])
     now = time.time()
     for loss in range(1, MAX_LOSSES + 2):

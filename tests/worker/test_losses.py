@@ -1,7 +1,6 @@
 """A lost worker costs a job nothing: a job whose worker died runs again (also with
 retries=0), a poison pill fails after its limit while the others run, and a damaged record
-fails alone. Every broker runs them; those not yet ported (see tests/brokers/support.py,
-PORTED) are expected to fail, strictly."""
+fails alone. Every broker runs them."""
 
 from __future__ import annotations
 
@@ -15,11 +14,7 @@ from conveyor.brokers.base import Broker
 from conveyor.brokers.common import DECODE_ERROR, POISON_PILL
 from conveyor.job import MAX_LOSSES, Status
 from tests.brokers.damage import plant
-from tests.brokers.support import not_yet
 from tests.worker.support import WAIT, record_of, running, until_status
-
-LOSSES = "losses counted apart from retries"
-DAMAGED = "a damaged record failed alone"
 
 
 async def _lose(store: Broker, job_id: str, worker: str) -> None:
@@ -36,7 +31,6 @@ async def test_a_job_whose_worker_died_runs_again_with_retries_0(
 ) -> None:
     """retries=0: its worker is lost once, a live worker runs it, it succeeds as attempt 1
     with one loss."""
-    not_yet(request, app.url, LOSSES)
 
     @app.task(retries=0)
     async def fragile(x: int) -> int:
@@ -60,7 +54,6 @@ async def test_a_poison_pill_fails_after_its_limit_while_the_others_run(
 ) -> None:
     """A job whose worker dies each time it runs fails as a poison pill after MAX_LOSSES + 1
     losses (the worker's sweeper logs it so, never "recovered"); 200 others succeed."""
-    not_yet(request, app.url, LOSSES)
     caplog.set_level(logging.WARNING, logger="conveyor.worker")
 
     @app.task
@@ -103,7 +96,6 @@ async def test_a_damaged_job_fails_alone_under_a_worker(
 
     jobs = await double.enqueue_many_async([conveyor.Call(n) for n in range(21)])
     await plant(store, jobs[7].record, kind)
-    not_yet(request, app.url, DAMAGED)
     async with running(app):
         damaged = await until_status(app, jobs[7].id, Status.FAILED)
         for n, handle in enumerate(jobs):
