@@ -1,14 +1,19 @@
-"""The outcomes a worker has decided and not yet recorded, and when to record them."""
+"""The outcomes a worker has decided and not yet recorded, when to record them, and the
+recorder that sends them to the broker."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Any
 
-from conveyor.brokers.base import Lease, Outcome
+from conveyor.brokers.base import Consumer, Lease, Outcome
 from conveyor.job import JobRecord
+from conveyor.tally import Tally
+
+log = logging.getLogger("conveyor.worker")
 
 Entry = tuple[JobRecord, Outcome, float]
 """An outcome to record, with its job and how long the attempt ran (for the tally)."""
@@ -67,10 +72,6 @@ class Outcomes:
         self._give_up_at = give_up_at
         self._due.set()
 
-    def past_deadline(self) -> bool:
-        """Whether a closed pile's deadline has passed."""
-        return time.monotonic() > self._give_up_at
-
     async def next_batch(self) -> list[Entry] | None:
         """The next batch to record, when it is time; None once closed and empty."""
         while True:
@@ -107,9 +108,33 @@ class Outcomes:
         """Return once every outcome piled so far is recorded."""
         await self._empty.wait()
 
-    def again(self) -> None:
-        """Recording failed: offer the same batch again at the next call."""
-        self._due.set()
+    async def record(self, session: Consumer, tally: Tally, killed: asyncio.Event) -> None:
+        """The recorder: send each batch to the broker, count what it accepted; retry while
+        the broker is down, until the deadline of a closed pile (or at once when ``killed``
+        is set); return once closed and empty."""
+        pause = 0.1
+        while (batch := await self.next_batch()) is not None:
+            try:
+                refused = await session.finish([out for _, out, _ in batch])
+            except Exception as exc:
+                if killed.is_set() or time.monotonic() > self._give_up_at:
+                    # Their leases expire and another worker runs the jobs again:
+                    # at-least-once holds, at the cost of a repeat.
+                    log.error("dropping %d outcomes at shutdown: %s", len(batch), exc)
+                    return
+                log.error("recording %d outcomes failed (%s); retrying", len(batch), exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                self._due.set()  # the same batch again
+                continue
+            pause = 0.1
+            self.recorded(len(batch))
+            refused_ids = set(refused)
+            for job, out, took in batch:
+                if out.id in refused_ids:
+                    tally.refused(job, out)
+                else:
+                    tally.recorded(job, out, took)
 
     def leases(self) -> list[Lease]:
         """The leases of the piled outcomes' jobs, which the heartbeat must keep renewing."""

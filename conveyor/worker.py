@@ -10,6 +10,7 @@ never holds more than the worker can start at once and nothing waits in its memo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import os
@@ -45,16 +46,14 @@ class Phase(enum.Enum):
     KILLED = "killed"  # kill(): running jobs are interrupted and handed back at once
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class _Running:
     """A claimed job, from its claim to its outcome; ``reason`` says why it was interrupted."""
 
-    __slots__ = ("job", "reason", "runner", "started")
-
-    def __init__(self, job: JobRecord) -> None:
-        self.job = job
-        self.runner: asyncio.Task[None] | None = None
-        self.reason = ""  # "cancel", "lost" or "shutdown"
-        self.started = 0.0
+    job: JobRecord
+    runner: asyncio.Task[None] | None = None
+    reason: str = ""  # "cancel", "lost" or "shutdown"
+    started: float = 0.0
 
 
 class Worker:
@@ -108,6 +107,7 @@ class Worker:
         # them before run() starts (a SIGTERM at start-up).
         self._jobs: asyncio.Queue[_Running | None] = asyncio.Queue()
         self._running: dict[str, _Running] = {}  # claimed and not yet ended: queued or running
+        self._suspects: list[_Running] = []  # claimed, to run alone (see _isolate)
         self._slot_freed = asyncio.Event()  # a runner finished a job (or the phase moved on)
         self._killed = asyncio.Event()
         self._outcomes = Outcomes(concurrency)
@@ -157,6 +157,9 @@ class Worker:
         if phase is Phase.KILLED:
             self._killed.set()
         self._slot_freed.set()  # a full claimer waits on this one alone
+        self._end_wait()
+
+    def _end_wait(self) -> None:
         # A second stop() or kill() may come once the wait's timer has fired but before the
         # wait unwound: it is ending already, and may not be rescheduled.
         idle = self._idle_wait
@@ -182,7 +185,9 @@ class Worker:
                 sweeper = tg.create_task(
                     sweep(self.broker, self.app.retention, every, self._check_claimer)
                 )
-                recorder = tg.create_task(self._recorder())
+                recorder = tg.create_task(
+                    self._outcomes.record(self._session, self.tally, self._killed)
+                )
                 runners = [tg.create_task(self._runner()) for _ in range(self.concurrency)]
                 try:
                     await self._claimer()
@@ -214,12 +219,12 @@ class Worker:
                 )
                 self.exit_code = EXIT_RESTART
                 return
+            if self._suspects:
+                await self._isolate(self._suspects.pop(0))
+                continue
             free = self.concurrency - len(self._running)
             if free <= 0:
-                # One plain event and no helper tasks: the jobs of a batch tend to end
-                # together, and this wakes in the same pass of the loop as their ends.
-                self._slot_freed.clear()
-                await self._outcomes.while_claimer_waits(self._slot_freed.wait())
+                await self._until_a_job_ends()
                 continue
             try:
                 claimed = await self._claim(free, split=busy)
@@ -245,13 +250,30 @@ class Worker:
                     continue
                 log.info("worker %s: no due jobs left, burst done", self.id)
                 return
-            if self.burst:  # the last job's end may be the moment to exit
-                self._slot_freed.clear()
             await self._outcomes.while_claimer_waits(self._wait(self.poll))
 
+    async def _until_a_job_ends(self) -> None:
+        # One plain event and no helper tasks: the jobs of a batch tend to end together,
+        # and this wakes in the same pass of the loop as their ends.
+        self._slot_freed.clear()
+        await self._outcomes.while_claimer_waits(self._slot_freed.wait())
+
+    async def _isolate(self, suspect: _Running) -> None:
+        """Run a job that was running when its worker was lost with no other job beside it:
+        were it a poison pill that kills its process, no other job would die with it again,
+        and be taken for a poison pill in its turn."""
+        while len(self._running) > 1 + len(self._suspects) and self.phase is Phase.CLAIMING:
+            await self._until_a_job_ends()
+        if self.phase is not Phase.CLAIMING:
+            self._suspects.insert(0, suspect)  # _drain hands it back
+            return
+        self._jobs.put_nowait(suspect)
+        while suspect.job.id in self._running and self.phase is Phase.CLAIMING:
+            await self._until_a_job_ends()
+
     async def _wait(self, seconds: float) -> None:
-        """Wait for the broker's wake-up (or, in burst mode, a job's end) in this very task,
-        until stop() ends it early: a helper task per wait would cost the job that ends it
+        """Wait for the broker's wake-up in this very task, until stop() (or, in burst mode,
+        a job's end) ends it early: a helper task per wait would cost the job that ends it
         one more turn of the loop."""
         if self.phase is not Phase.CLAIMING:
             return
@@ -259,17 +281,7 @@ class Worker:
         try:
             async with idle:
                 self._idle_wait = idle
-                if self.burst:
-                    ended = asyncio.ensure_future(self._slot_freed.wait())
-                    try:
-                        woken = asyncio.ensure_future(self._session.wait(seconds))
-                        await asyncio.wait((ended, woken), return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        for part in (ended, woken):
-                            part.cancel()
-                        await asyncio.gather(ended, woken, return_exceptions=True)
-                else:
-                    await self._session.wait(seconds)
+                await self._session.wait(seconds)
         except TimeoutError:
             if not idle.expired():
                 raise
@@ -299,7 +311,10 @@ class Worker:
         for job in jobs:
             self.tally.of(job).observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
             entry = self._running[job.id] = _Running(job)
-            self._jobs.put_nowait(entry)
+            if job.losses:  # lost with its worker before: it runs alone (see _isolate)
+                self._suspects.append(entry)
+            else:
+                self._jobs.put_nowait(entry)
         return len(jobs)
 
     async def _runner(self) -> None:
@@ -310,6 +325,8 @@ class Worker:
             outcome = await self._run(entry)
             del self._running[entry.job.id]
             self._slot_freed.set()
+            if self.burst:  # the last job's end may be the moment to exit
+                self._end_wait()
             if outcome is not None:
                 self._outcomes.add(entry.job, outcome, time.perf_counter() - entry.started)
 
@@ -343,32 +360,6 @@ class Worker:
         entry.reason = reason
         if entry.runner is not None:
             entry.runner.cancel()
-
-    async def _recorder(self) -> None:
-        """Record the batches of outcomes; retry while the broker is down, within bounds."""
-        pause = 0.1
-        while (batch := await self._outcomes.next_batch()) is not None:
-            try:
-                refused = await self._session.finish([out for _, out, _ in batch])
-            except Exception as exc:
-                if self._killed.is_set() or self._outcomes.past_deadline():
-                    # Their leases expire and another worker runs the jobs again:
-                    # at-least-once holds, at the cost of a repeat.
-                    log.error("dropping %d outcomes at shutdown: %s", len(batch), exc)
-                    return
-                log.error("recording %d outcomes failed (%s); retrying", len(batch), exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
-                self._outcomes.again()
-                continue
-            pause = 0.1
-            self._outcomes.recorded(len(batch))
-            refused_ids = set(refused)
-            for job, out, took in batch:
-                if out.id in refused_ids:
-                    self.tally.refused(job, out)
-                else:
-                    self.tally.recorded(job, out, took)
 
     def _snapshot(self, now: float) -> tuple[WorkerInfo, list[Lease]]:
         """What the heartbeat reports and renews: every job claimed and not yet ended, and
@@ -415,6 +406,9 @@ class Worker:
     async def _drain(self, runners: list[asyncio.Task[None]]) -> None:
         """End the runners: jobs claimed still run, within the grace period unless killed;
         then those left are interrupted and handed back."""
+        for entry in self._suspects:  # never started: handed back, not run
+            entry.reason = "shutdown"
+            self._jobs.put_nowait(entry)
         for _ in runners:
             self._jobs.put_nowait(None)  # after every claimed job: each runner takes one
         busy = {r for r in runners if not r.done()}

@@ -4,6 +4,7 @@ fails alone. Every broker runs them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -103,3 +104,30 @@ async def test_a_damaged_job_fails_alone_under_a_worker(
                 assert await handle.result_async(timeout=WAIT) == 2 * n
     assert damaged.error is not None
     assert damaged.error.type == DECODE_ERROR
+
+
+async def test_a_job_lost_with_its_worker_runs_alone(app: conveyor.Conveyor, store: Broker) -> None:
+    """A job that was running when its worker was lost runs with no other job beside it: were
+    it a poison pill that kills its process, the jobs claimed with it would die with it
+    again, and end taken for poison pills in their turn."""
+    now_running: set[str] = set()
+    seen_together: list[set[str]] = []
+
+    @app.task
+    async def work(name: str) -> str:
+        now_running.add(name)
+        seen_together.append(set(now_running))
+        await asyncio.sleep(0.05)
+        now_running.discard(name)
+        return name
+
+    suspect = work.enqueue("suspect")
+    await _lose(store, suspect.id, "lost-worker")
+    others = work.enqueue_many([conveyor.Call(f"job-{i}") for i in range(6)])
+    async with running(app, concurrency=4):
+        assert await suspect.result_async(timeout=WAIT) == "suspect"
+        assert [await j.result_async(timeout=WAIT) for j in others] == [
+            f"job-{i}" for i in range(6)
+        ]
+    assert [s for s in seen_together if "suspect" in s] == [{"suspect"}]
+    assert max(len(s) for s in seen_together) > 1  # the others did run side by side
