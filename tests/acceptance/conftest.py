@@ -55,6 +55,19 @@ TASKS = textwrap.dedent(
         return name
 
 
+    @app.task(retries=0)
+    async def brief(n: int, seconds: float = 0.005) -> int:
+        """A few milliseconds of work: the SIGKILL storm's jobs."""
+        await asyncio.sleep(seconds)
+        return n
+
+
+    @app.task(retries=0)
+    async def pill() -> None:
+        """Kills the worker process that runs it, every time: a poison pill."""
+        os._exit(1)
+
+
     @app.task
     def boom(message: str) -> None:
         raise ValueError(message)
