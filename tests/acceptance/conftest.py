@@ -121,11 +121,14 @@ class Env:
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``conveyor ARGS`` to completion."""
+    def cli(
+        self, *args: str, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``conveyor ARGS`` to completion (in the temp dir, or ``cwd``)."""
         done = subprocess.run(
             [sys.executable, "-m", "conveyor", *args],
-            env=self.env, cwd=self.root, capture_output=True, text=True, timeout=60, check=False,
+            env=self.env, cwd=cwd or self.root, capture_output=True, text=True, timeout=60,
+            check=False,
         )  # fmt: skip
         if check and done.returncode != 0:
             raise AssertionError(f"conveyor {args} exited {done.returncode}: {done.stderr}")
