@@ -22,7 +22,6 @@ from conveyor.brokers import from_url
 from conveyor.brokers.base import JobFilter
 from conveyor.job import MAX_LOSSES, JobRecord, Status
 from tests.acceptance.conftest import Env
-from tests.brokers.support import not_yet
 from tests.servers import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.slow
@@ -42,8 +41,7 @@ UNFINISHED = (Status.SCHEDULED, Status.QUEUED, Status.RUNNING)
 
 @pytest.fixture(params=BROKERS)
 def url(request: pytest.FixtureRequest, env: Env) -> str:
-    """The broker every process of the test shares: a fresh store of the session's servers
-    (expected to fail, strictly, on a broker not yet in tests.brokers.support.PORTED)."""
+    """The broker every process of the test shares: a fresh store of the session's servers."""
     kind: str = request.param
     if kind == "redis":
         redis: RedisServer = request.getfixturevalue("redis_server")
@@ -52,7 +50,6 @@ def url(request: pytest.FixtureRequest, env: Env) -> str:
         postgres: PostgresServer = request.getfixturevalue("postgres_server")
         env.url = f"{postgres.url()}?schema=s_{uuid.uuid4().hex[:16]}"
     env.env["CONVEYOR_URL"] = env.url
-    not_yet(request, env.url, "losses counted apart from retries")
     return env.url
 
 
