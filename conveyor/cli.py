@@ -115,6 +115,25 @@ def app_for(args: argparse.Namespace) -> Conveyor:
     return load_app(args.app)
 
 
+def existing(app: Conveyor) -> Conveyor:
+    """``app``, once its store is known to exist, for the commands that only read.
+
+    SQLite creates a missing database file on connect, and a relative URL names a file
+    relative to where the command runs: run from another directory, a command would create a
+    new empty database there and report no jobs. Those commands refuse instead, saying where
+    they looked.
+    """
+    from conveyor.brokers.sqlite import SQLiteBroker
+
+    broker = app.broker
+    if isinstance(broker, SQLiteBroker) and not os.path.exists(broker.path):
+        raise ConveyorError(
+            f"no Conveyor database at {broker.path} (run from the directory of your app, "
+            f"or give --url sqlite:///{broker.path})"
+        )
+    return app
+
+
 def run_on_broker(app: Conveyor, fn: Callable[[Broker], Awaitable[T]]) -> T:
     """Connect the app's broker, run ``fn`` on it, close it."""
 
@@ -301,7 +320,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 def cmd_job(args: argparse.Namespace) -> int:
     """Show one job."""
-    record = run_on_broker(app_for(args), lambda b: b.get(args.id))
+    record = run_on_broker(existing(app_for(args)), lambda b: b.get(args.id))
     if record is None:
         raise JobNotFound(f"no job with id {args.id!r}")
     show_job(record, args.json)
@@ -316,7 +335,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         task=args.task,
         limit=args.limit,
     )
-    show_table(run_on_broker(app_for(args), lambda b: b.list(where)), args.json)
+    show_table(run_on_broker(existing(app_for(args)), lambda b: b.list(where)), args.json)
     return 0
 
 
@@ -330,7 +349,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
     async def look(broker: Broker) -> tuple[Counts, list[str]]:
         return await broker.counts(), await broker.paused()
 
-    counts, paused = run_on_broker(app_for(args), look)
+    counts, paused = run_on_broker(existing(app_for(args)), look)
     if args.json:
         print(json.dumps({q: {s.value: n for s, n in c.items()} for q, c in counts.items()}))
         return 0
@@ -400,7 +419,7 @@ def cmd_failed(args: argparse.Namespace) -> int:
     ids = args.ids or None
     if args.action == "list":
         where = JobFilter(status=Status.FAILED, queue=args.queue, limit=args.limit)
-        show_table(run_on_broker(app, lambda b: b.list(where)), args.json)
+        show_table(run_on_broker(existing(app), lambda b: b.list(where)), args.json)
         return 0
     if ids is None and not args.all and args.queue is None:
         raise UsageError(f"failed {args.action}: name job ids, or --queue Q, or --all")
@@ -501,7 +520,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise MissingDependency(
             f"conveyor serve needs an extra: pip install 'conveyor[web]' ({exc})"
         ) from exc
-    app = load_app(args.target)
+    app = existing(load_app(args.target))
     settings = WebSettings(token=token, allow_unknown=args.allow_unknown, max_body=args.max_body)
     # Without a token, answer only to this machine's names: a web page elsewhere cannot
     # reach the server through a DNS name that resolves to 127.0.0.1 (DNS rebinding).

@@ -177,7 +177,7 @@ class Worker:
         log.info(
             "worker %s started: queues=%s concurrency=%d lease=%ss broker=%s tasks=%d",
             self.id, ",".join(self.queues), self.concurrency, self.lease,
-            self.app.url, len(self.app.tasks),
+            self.broker.location, len(self.app.tasks),
         )  # fmt: skip
         try:
             async with asyncio.TaskGroup() as tg:

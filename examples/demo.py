@@ -7,6 +7,7 @@ stop once the first jobs are done (the test of this script does).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -30,6 +31,13 @@ PORT = 8181
 def conveyor_cmd(*args: str) -> list[str]:
     """The `conveyor` command, run with this interpreter."""
     return [sys.executable, "-m", "conveyor", *args]
+
+
+async def create_store(app: conveyor.Conveyor) -> None:
+    """Create the app's store (the SQLite file), as the first worker to connect would."""
+    broker = app.broker.copy()
+    await broker.connect()
+    await broker.close()
 
 
 def pick_port() -> int:
@@ -117,6 +125,9 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from examples.tasks import app
 
+    # The worker and the server start side by side, and `conveyor serve` refuses an SQLite
+    # database that does not exist yet (it would be one made in the wrong directory).
+    asyncio.run(create_store(app))
     # SIGTERM stops the demo like Ctrl-C does: its worker and server are stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     port = pick_port()

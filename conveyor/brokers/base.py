@@ -240,6 +240,12 @@ class Broker(Protocol):
 
     url: str
 
+    @property
+    def location(self) -> str:
+        """Where the store is, for logs and messages: what a reader needs to tell two stores
+        apart (an SQLite file's absolute path, a server's URL without its password)."""
+        ...
+
     def copy(self) -> Broker:
         """A broker on the same store, for use on another event loop or thread."""
         ...

@@ -48,6 +48,11 @@ class MemoryBroker:
         self._paused: set[str] = set()
         self._waiters = Waiters()
 
+    @property
+    def location(self) -> str:
+        """``memory``: this process's memory."""
+        return "memory"
+
     def copy(self) -> Broker:
         """The same object: it serves every loop and thread."""
         return self

@@ -114,6 +114,11 @@ class PostgresBroker:
         self._migrated = False
         self.listener = Listener(self._open, self._sql["listen"], self._unavailable)
 
+    @property
+    def location(self) -> str:
+        """The URL without its password."""
+        return redact(self.url)
+
     def copy(self) -> Broker:
         """A new broker on the same database, with its own connections."""
         return PostgresBroker(self.url)

@@ -37,7 +37,7 @@ from conveyor.brokers.base import (
     Retention,
     WorkerInfo,
 )
-from conveyor.brokers.common import ForkGuard
+from conveyor.brokers.common import ForkGuard, redact
 from conveyor.brokers.deadlines import Deadlines
 from conveyor.brokers.redis_consumer import RedisConsumer
 from conveyor.brokers.redis_wire import (
@@ -113,6 +113,11 @@ class RedisBroker:
         tag = "{" + self._prefix + "}"
         self._k_queues, self._k_keys = f"{tag}:queues", f"{tag}:keys"
         self._k_workers, self._k_seen = f"{tag}:workers", f"{tag}:seen"
+
+    @property
+    def location(self) -> str:
+        """The URL without its password."""
+        return redact(self.url)
 
     def copy(self) -> Broker:
         """A new broker on the same Redis, with connections of its own."""

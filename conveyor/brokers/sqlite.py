@@ -361,6 +361,12 @@ class SQLiteBroker:
         self._fork = ForkGuard()
         self._waiters = shared_waiters(self.path)
 
+    @property
+    def location(self) -> str:
+        """The database file's absolute path (a relative URL is relative to where the process
+        started, which the URL does not show)."""
+        return self.path
+
     def copy(self) -> Broker:
         """A new broker on the same file, with its own connection and thread."""
         return SQLiteBroker(self.url)

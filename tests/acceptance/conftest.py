@@ -55,6 +55,19 @@ TASKS = textwrap.dedent(
         return name
 
 
+    @app.task(retries=0)
+    async def brief(n: int, seconds: float = 0.005) -> int:
+        """A few milliseconds of work: the SIGKILL storm's jobs."""
+        await asyncio.sleep(seconds)
+        return n
+
+
+    @app.task(retries=0)
+    async def pill() -> None:
+        """Kills the worker process that runs it, every time: a poison pill."""
+        os._exit(1)
+
+
     @app.task
     def boom(message: str) -> None:
         raise ValueError(message)
@@ -108,11 +121,14 @@ class Env:
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``conveyor ARGS`` to completion."""
+    def cli(
+        self, *args: str, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``conveyor ARGS`` to completion (in the temp dir, or ``cwd``)."""
         done = subprocess.run(
             [sys.executable, "-m", "conveyor", *args],
-            env=self.env, cwd=self.root, capture_output=True, text=True, timeout=60, check=False,
+            env=self.env, cwd=cwd or self.root, capture_output=True, text=True, timeout=60,
+            check=False,
         )  # fmt: skip
         if check and done.returncode != 0:
             raise AssertionError(f"conveyor {args} exited {done.returncode}: {done.stderr}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import uuid
 
 import pytest
@@ -69,6 +70,7 @@ def test_errors_are_one_line_and_exit_non_zero(
     env: Env, args: list[str], code: int, message: str
 ) -> None:
     """Bad input: a single clear line on stderr, no traceback, a non-zero exit code."""
+    env.cli("queues", "resume", "default")  # the store exists: reading commands refuse none
     done = env.cli(*args, check=False)
     assert done.returncode == code, done.stderr
     assert message in done.stderr
@@ -104,7 +106,7 @@ def test_enqueue_names_the_known_tasks_of_the_app(env: Env) -> None:
     assert listed == sorted(listed)
     assert {"acc_tasks.add", "acc_tasks.boom", "acc_tasks.hold"} <= set(listed)
     assert "; pass --allow-unknown" in refused.stderr
-    assert env.cli("jobs", "--json").stdout.strip() == "[]"
+    assert not (env.root / "conveyor.db").exists()  # refused before it touched the store
     other = env.enqueue("other.task", "--allow-unknown")
     assert env.job(other)["task"] == "other.task"
     by_url = env.enqueue("other.task", "--url", env.url)
@@ -219,3 +221,32 @@ def test_a_damaged_record_fails_alone_and_stays_listable(env: Env) -> None:
     assert "<undecodable: 'not json {'>" in shown
     failed = json.loads(env.cli("failed", "list", "--json").stdout)
     assert [j["id"] for j in failed] == [ids[2]]
+
+
+@pytest.mark.parametrize(
+    "command", [["queues"], ["jobs"], ["job", "0000"], ["failed", "list"], ["serve"]]
+)
+def test_a_command_that_only_reads_creates_no_database(env: Env, command: list[str]) -> None:
+    """The default relative SQLite URL, run from another directory: the command would see a new
+    empty database there; it exits 1 saying where it looked, and creates nothing."""
+    del env.env["CONVEYOR_URL"]  # the app's default, sqlite:///conveyor.db
+    elsewhere = env.root / "elsewhere"
+    elsewhere.mkdir()
+    done = env.cli(*command, check=False, cwd=elsewhere)
+    assert done.returncode == 1, done.stderr
+    looked = os.path.join(os.path.realpath(elsewhere), "conveyor.db")
+    assert done.stderr.strip() == (
+        f"conveyor: error: no Conveyor database at {looked} (run from the directory of your "
+        f"app, or give --url sqlite:///{looked})"
+    )
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_worker_logs_the_absolute_path_of_its_database(env: Env) -> None:
+    """A relative SQLite URL: the worker's start line names the file it opened in full."""
+    del env.env["CONVEYOR_URL"]
+    env.enqueue("acc_tasks.add", "--args", "[1, 2]")
+    assert env.worker("--burst").wait(timeout=60) == 0
+    path = os.path.join(os.path.realpath(env.root), "conveyor.db")
+    assert f"broker={path} tasks=" in env.log()
+    assert "succeeded" in env.cli("jobs").stdout

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from conveyor.brokers import from_url
 from conveyor.brokers.base import HeartbeatReply, Lease, Outcome, WorkerInfo
 from conveyor.brokers.common import (
     ForkGuard,
@@ -32,6 +34,18 @@ def test_redact_hides_the_password_only() -> None:
     """The password becomes ***; a URL without one is unchanged."""
     assert redact("postgresql://u:secret@h:5432/db?x=1") == "postgresql://u:***@h:5432/db?x=1"
     assert redact("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_each_broker_says_where_it_is_without_a_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """location: an SQLite file's absolute path (a relative URL resolved where the process
+    runs), a server's URL without its password, and memory for memory://."""
+    monkeypatch.chdir(tmp_path)
+    assert from_url("sqlite:///conveyor.db").location == str(tmp_path.resolve() / "conveyor.db")
+    assert from_url("memory://").location == "memory"
+    assert from_url("redis://:pw@h:6379/0?prefix=p").location == "redis://:***@h:6379/0?prefix=p"
+    assert from_url("postgresql://u:pw@h/db").location == "postgresql://u:***@h/db"
 
 
 def test_split_url_refuses_another_scheme_without_the_password() -> None:
