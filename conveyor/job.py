@@ -45,7 +45,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 
-MAX_LOSSES = 2
+MAX_LOSSES = 3
 """How many times a job may lose its worker (its lease expired: the worker was SIGKILLed, ran
 out of memory, lost its node) and still run again. A loss does not spend an attempt; the loss
 after these ends the job ``failed`` as a poison pill (``conveyor.PoisonPill``), since a job

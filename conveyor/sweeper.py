@@ -21,11 +21,12 @@ PRUNE_BATCH = 1000
 
 
 async def sweep(
-    store: Broker, retention: Retention, every: float, each_round: Callable[[], None]
+    store: Broker, retention: Retention, every: float, idle_for: Callable[[], float], poll: float
 ) -> None:
     """Every ``every`` seconds, until cancelled: put back (or fail) the running jobs whose
-    lease expired, and once a minute delete the finished jobs past their retention; then
-    call ``each_round`` (the worker's own checks). Errors are logged, never raised."""
+    lease expired, and once a minute delete the finished jobs past their retention; then say
+    loudly if the worker's claimer has not tried to claim for a while (``idle_for()``
+    seconds, against its ``poll``). Errors are logged, never raised."""
     last_prune = 0.0
     while True:
         now = time.time()
@@ -38,7 +39,13 @@ async def sweep(
                     pass
         except Exception as exc:
             log.error("sweep failed (%s: %s)", type(exc).__name__, exc)
-        each_round()
+        idle = idle_for()
+        if idle > max(60.0, 10 * poll):  # a broker reconnect must never leave a silent worker
+            log.critical(
+                "the worker has not tried to claim for %.0fs although it is free to: "
+                "is the broker reachable?",
+                idle,
+            )
         await asyncio.sleep(every)
 
 

@@ -35,6 +35,7 @@ EXIT_OK = 0
 EXIT_RESTART = 3  # a sync task would not stop: the process must be replaced
 FLUSH_AT_EXIT = 10.0  # seconds a stopping worker keeps retrying to record outcomes
 CLAIM_SPLIT = 20  # a claim for this many slots or more goes out as two halves at once
+SPARE_DELAY = 1.0  # seconds until a job lost with its worker, handed back unrun, is due again
 BLOCKED_REPORT = 1.0  # seconds an async task may block the event loop before it is reported
 
 
@@ -107,7 +108,7 @@ class Worker:
         # them before run() starts (a SIGTERM at start-up).
         self._jobs: asyncio.Queue[_Running | None] = asyncio.Queue()
         self._running: dict[str, _Running] = {}  # claimed and not yet ended: queued or running
-        self._suspects: list[_Running] = []  # claimed, to run alone (see _isolate)
+        self._suspect: _Running | None = None  # claimed, to run alone (see _isolate)
         self._slot_freed = asyncio.Event()  # a runner finished a job (or the phase moved on)
         self._killed = asyncio.Event()
         self._outcomes = Outcomes(concurrency)
@@ -183,7 +184,7 @@ class Worker:
             async with asyncio.TaskGroup() as tg:
                 every = min(self.lease / 2, 5.0)
                 sweeper = tg.create_task(
-                    sweep(self.broker, self.app.retention, every, self._check_claimer)
+                    sweep(self.broker, self.app.retention, every, self._idle_for, self.poll)
                 )
                 recorder = tg.create_task(
                     self._outcomes.record(self._session, self.tally, self._killed)
@@ -219,8 +220,8 @@ class Worker:
                 )
                 self.exit_code = EXIT_RESTART
                 return
-            if self._suspects:
-                await self._isolate(self._suspects.pop(0))
+            if self._suspect is not None:
+                await self._isolate(self._suspect)
                 continue
             free = self.concurrency - len(self._running)
             if free <= 0:
@@ -262,14 +263,18 @@ class Worker:
         """Run a job that was running when its worker was lost with no other job beside it:
         were it a poison pill that kills its process, no other job would die with it again,
         and be taken for a poison pill in its turn."""
-        while len(self._running) > 1 + len(self._suspects) and self.phase is Phase.CLAIMING:
+        while len(self._running) > 1 and self.phase is Phase.CLAIMING:
             await self._until_a_job_ends()
+        # Nor beside an outcome not yet recorded, which would be lost with the process too.
+        await self._outcomes.while_claimer_waits(self._outcomes.all_recorded())
         if self.phase is not Phase.CLAIMING:
-            self._suspects.insert(0, suspect)  # _drain hands it back
-            return
+            return  # _drain hands it back
+        self._suspect = None
         self._jobs.put_nowait(suspect)
         while suspect.job.id in self._running and self.phase is Phase.CLAIMING:
             await self._until_a_job_ends()
+        # Its own outcome goes in before the next claim brings a job that might be a pill.
+        await self._outcomes.while_claimer_waits(self._outcomes.all_recorded())
 
     async def _wait(self, seconds: float) -> None:
         """Wait for the broker's wake-up in this very task, until stop() (or, in burst mode,
@@ -308,13 +313,19 @@ class Worker:
 
     async def _claim_some(self, limit: int) -> int:
         jobs = await self._session.claim(limit, time.time())
+        spare: list[Lease] = []  # jobs lost with their worker, beyond the one this one keeps
         for job in jobs:
+            if job.losses and self._suspect is not None:
+                spare.append(Lease(job.id, job.token))
+                continue
             self.tally.of(job).observe_wait(max((job.started_at or 0.0) - job.eta, 0.0))
             entry = self._running[job.id] = _Running(job)
             if job.losses:  # lost with its worker before: it runs alone (see _isolate)
-                self._suspects.append(entry)
+                self._suspect = entry
             else:
                 self._jobs.put_nowait(entry)
+        if spare:  # held here, they would die with the suspect too: a second later, another
+            await self._session.release(spare, time.time(), SPARE_DELAY)  # worker runs them
         return len(jobs)
 
     async def _runner(self) -> None:
@@ -393,22 +404,18 @@ class Worker:
             if (entry := self._running.get(job_id)) is not None:
                 self._interrupt(entry, "cancel")
 
-    def _check_claimer(self) -> None:
-        """The silent-idle-worker guard, run by the sweeper."""
-        idle = time.monotonic() - self._last_claim
-        if idle > max(60.0, 10 * self.poll) and self.phase is Phase.CLAIMING:
-            log.critical(
-                "worker %s has not tried to claim for %.0fs although it is free to: "
-                "is the broker reachable?",
-                self.id, idle,
-            )  # fmt: skip
+    def _idle_for(self) -> float:
+        """Seconds since the claimer last tried to claim, while it should (0 once stopping):
+        the sweeper's silent-idle-worker guard reads it."""
+        claiming = self.phase is Phase.CLAIMING
+        return time.monotonic() - self._last_claim if claiming else 0.0
 
     async def _drain(self, runners: list[asyncio.Task[None]]) -> None:
         """End the runners: jobs claimed still run, within the grace period unless killed;
         then those left are interrupted and handed back."""
-        for entry in self._suspects:  # never started: handed back, not run
-            entry.reason = "shutdown"
-            self._jobs.put_nowait(entry)
+        if self._suspect is not None:  # never started: handed back, not run
+            self._suspect.reason = "shutdown"
+            self._jobs.put_nowait(self._suspect)
         for _ in runners:
             self._jobs.put_nowait(None)  # after every claimed job: each runner takes one
         busy = {r for r in runners if not r.done()}

@@ -213,20 +213,16 @@ def poison_pill_run(env: Env, url: str, crew: int, concurrency: int, mates: int)
 def test_a_poison_pill_fails_after_its_limit_while_200_others_succeed(env: Env, url: str) -> None:
     """A task that kills its worker process every time it runs ends failed as a poison pill
     after MAX_LOSSES + 1 losses, while 200 other jobs of retries=0 succeed. Workers of
-    concurrency 1: nothing runs beside the pill in its process (see the next test)."""
+    concurrency 1 (the next test has concurrency 4)."""
     poison_pill_run(env, url, crew=2, concurrency=1, mates=100)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the jobs claimed with a poison pill die with its process each time and are failed "
-    "as poison pills too: the broker cannot tell the pill from its claim-mates",
-)
 @pytest.mark.timeout(120)
 def test_the_jobs_running_beside_a_poison_pill_do_not_fail_with_it(tmp_path: Path) -> None:
     """SQLite, one worker of concurrency 4 at a time: the pill is claimed with the 3 jobs
-    enqueued after it, all four come back together after each loss and are claimed together
-    again. Only the pill may end failed."""
+    enqueued after it, and all four come back together after its first kill. From then on
+    each runs alone (a job lost with its worker does), so only the pill dies again, and
+    only the pill ends failed."""
     env = Env(tmp_path)
     try:
         poison_pill_run(env, env.url, crew=1, concurrency=4, mates=0)

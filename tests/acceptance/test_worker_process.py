@@ -32,7 +32,7 @@ def test_sigkill_mid_job_is_recovered_by_another_worker(env: Env) -> None:
     eventually(lambda: status(env, job_id) == "succeeded", what="job to succeed elsewhere")
     job = env.job(job_id)
     assert (job["attempts"], job["max_attempts"], job["losses"]) == (1, 1, 1)
-    assert "lease expired (loss 1/2): back to its queue" in env.log()
+    assert "lease expired (loss 1/3): back to its queue" in env.log()
     assert "recovered" not in env.log()
     assert (env.marks / "k.done").read_text() != str(first.pid)
     shown = env.cli("job", job_id).stdout
