@@ -54,7 +54,15 @@ from conveyor.brokers.common import (
 )
 from conveyor.brokers.session import StoreConsumer
 from conveyor.brokers.sql import queries
-from conveyor.brokers.sqlite_rows import STATUS, TOKEN, UNREADABLE, damage, job_of, shown
+from conveyor.brokers.sqlite_rows import (
+    STATUS,
+    TOKEN,
+    UNREADABLE,
+    damage,
+    insert_params,
+    job_of,
+    shown,
+)
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 from conveyor.job import FINISHED, MAX_LOSSES, PENDING, ErrorInfo, JobRecord, Status
 
@@ -111,20 +119,6 @@ def _parse_url(url: str) -> tuple[str, int]:
 # -- rows and transactions -------------------------------------------------------------------
 
 
-def _insert_params(job: JobRecord, status: Status) -> dict[str, Any]:
-    """The named parameters of ``insert`` (one per column) for ``job`` stored as ``status``."""
-    params = msgspec.structs.asdict(job)
-    params.update(
-        args=_json(job.args),
-        kwargs=_json(job.kwargs),
-        status=status.value,
-        result=None if job.result is None else _json(job.result),
-        error=None if job.error is None else _json(job.error),
-        cancel_requested=int(job.cancel_requested),
-    )
-    return params
-
-
 @contextlib.contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """One write transaction: the write lock is taken at BEGIN, so it cannot fail later on
@@ -168,7 +162,7 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[JobRecord], now: float) ->
             status = Status.SCHEDULED if job.eta > now else Status.QUEUED
             # ON CONFLICT DO NOTHING: jobs_key refuses a second unfinished job with the same
             # key, also one inserted earlier in this batch or by a concurrent producer.
-            if conn.execute(_SQL["insert"], _insert_params(job, status)).rowcount:
+            if conn.execute(_SQL["insert"], insert_params(job, status)).rowcount:
                 copy = msgspec.structs.replace(
                     job, status=status, args=list(job.args), kwargs=dict(job.kwargs)
                 )

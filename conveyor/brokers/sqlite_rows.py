@@ -95,3 +95,17 @@ def shown(row: tuple[Any, ...]) -> JobRecord:
 
 
 __all__ = ["STATUS", "TOKEN", "UNREADABLE", "damage", "job_of", "shown"]
+
+
+def insert_params(job: JobRecord, status: Status) -> dict[str, Any]:
+    """The named parameters of ``insert`` (one per column) for ``job`` stored as ``status``."""
+    params = msgspec.structs.asdict(job)
+    params.update(
+        args=_encode(job.args).decode(),
+        kwargs=_encode(job.kwargs).decode(),
+        status=status.value,
+        result=None if job.result is None else _encode(job.result).decode(),
+        error=None if job.error is None else _encode(job.error).decode(),
+        cancel_requested=int(job.cancel_requested),
+    )
+    return params
