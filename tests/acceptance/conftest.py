@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -167,6 +168,23 @@ class Env:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+
+
+def run_past_a_damaged_job(env: Env, ids: list[str], bad: str) -> list[dict[str, object]]:
+    """Run a burst worker over ``ids``, of which ``bad`` is damaged in the store: it fails
+    alone with a decode error, the others succeed, and the listings show it. Returns
+    ``failed list --json``."""
+    worker = env.worker("--burst")
+    assert worker.wait(timeout=60) == 0
+    statuses = [env.job(i)["status"] for i in ids]
+    assert statuses == ["failed" if i == bad else "succeeded" for i in ids]
+    for command in (["jobs", "--status", "failed"], ["failed", "list"]):
+        listed = env.cli(*command).stdout
+        assert bad in listed
+        assert "conveyor.DecodeError" in listed
+    failed: list[dict[str, object]] = json.loads(env.cli("failed", "list", "--json").stdout)
+    assert [j["id"] for j in failed] == [bad]
+    return failed
 
 
 def eventually(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:

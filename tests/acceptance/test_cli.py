@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from conveyor.cli import build_parser
-from tests.acceptance.conftest import Env
+from tests.acceptance.conftest import Env, run_past_a_damaged_job
 from tests.servers import PostgresServer
 
 
@@ -209,18 +209,9 @@ def test_a_damaged_record_fails_alone_and_stays_listable(env: Env) -> None:
         conn.execute("UPDATE jobs SET args = 'not json {' WHERE id = ?", (ids[2],))
     finally:
         conn.close()
-    worker = env.worker("--burst")
-    assert worker.wait(timeout=60) == 0
-    statuses = [env.job(i)["status"] for i in ids]
-    assert statuses == ["succeeded", "succeeded", "failed", "succeeded", "succeeded"]
-    for command in (["jobs", "--status", "failed"], ["failed", "list"]):
-        listed = env.cli(*command).stdout
-        assert ids[2] in listed
-        assert "conveyor.DecodeError" in listed
+    run_past_a_damaged_job(env, ids, ids[2])
     shown = env.cli("job", ids[2]).stdout
     assert "<undecodable: 'not json {'>" in shown
-    failed = json.loads(env.cli("failed", "list", "--json").stdout)
-    assert [j["id"] for j in failed] == [ids[2]]
 
 
 @pytest.mark.parametrize(

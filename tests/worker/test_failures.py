@@ -261,9 +261,9 @@ async def test_worker_survives_a_failing_claim(
     assert "claim failed (BrokerUnavailable: connection reset by peer)" in caplog.text
 
 
-async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor) -> None:
-    """A burst worker sees a retry due at once and runs it before it returns."""
-    calls: list[int] = []
+def _flaky_once(app: conveyor.Conveyor, calls: list[int]) -> conveyor.Task[[], int]:
+    """A task that fails its first attempt and retries at once (noting each call in ``calls``),
+    then returns how many calls it took."""
 
     @app.task(retries=1, backoff=Backoff(base=0, jitter=False))
     def once_flaky() -> int:
@@ -271,6 +271,14 @@ async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor)
         if len(calls) == 1:
             raise RuntimeError("first time")
         return len(calls)
+
+    return once_flaky
+
+
+async def test_burst_worker_fails_and_retries_in_one_run(app: conveyor.Conveyor) -> None:
+    """A burst worker sees a retry due at once and runs it before it returns."""
+    calls: list[int] = []
+    once_flaky = _flaky_once(app, calls)
 
     job = once_flaky.enqueue()
     worker = await run_burst(app)
@@ -288,13 +296,7 @@ async def test_a_burst_worker_runs_a_retry_whose_outcome_a_claim_overtook(
     attempt, a retry due at once, is still on its way to the broker: the worker runs that
     retry before it returns. (A server broker sends them on two connections: either may win.)"""
     calls: list[int] = []
-
-    @app.task(retries=1, backoff=Backoff(base=0, jitter=False))
-    def once_flaky() -> int:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("first time")
-        return len(calls)
+    once_flaky = _flaky_once(app, calls)
 
     job = await once_flaky.enqueue_async()
     worker = conveyor.Worker(app, burst=True, poll=0.05)
